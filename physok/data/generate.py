@@ -1,0 +1,180 @@
+"""Write an embedded dataset to disk in The Well's layout: splits, files per parameter set, stats.
+
+The whole dataset is built under `<base>/.<name>.partial` and renamed into place at the end, so
+an interrupted run never leaves a folder that looks complete. A finished dataset records the
+request that made it (`physok_generation.json`) so re-running with the same request reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from physok.data.errors import DataError
+from physok.data.generators import get_generator
+from physok.data.generators.base import DatasetGenerator, SimulationRequest
+from physok.data.stats import compute_stats, write_stats_yaml
+from physok.data.well_format import write_well_file
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+GENERATION_RECORD = "physok_generation.json"
+# The embedded default of the fast experiment: downstream Euler plus the datasets used for
+# out-of-domain pretraining and a simple reaction-diffusion set.
+DEFAULT_DATASETS: tuple[str, ...] = (
+    "euler_multi_quadrants_periodicBC",
+    "shear_flow",
+    "rayleigh_benard",
+    "gray_scott_reaction_diffusion",
+)
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How much of a dataset to simulate. `trajectories` counts all splits together."""
+
+    resolution: tuple[int, int] = (64, 64)
+    trajectories: int = 24
+    steps: int = 40
+    seed: int = 0
+    valid_fraction: float = 0.125
+    test_fraction: float = 0.125
+
+    @classmethod
+    def fast(cls) -> GenerationConfig:
+        """The embedded default used by the fast experiment (64x64, 24 trajectories, 40 steps)."""
+        return cls()
+
+    def validate(self) -> None:
+        x, y = self.resolution
+        if x < 8 or y < 8:
+            raise DataError(f"--resolution must be at least 8 in each dimension, got {x}x{y}")
+        if self.trajectories < 3:
+            raise DataError(
+                f"--trajectories must be at least 3 (one each for train, valid and test), "
+                f"got {self.trajectories}"
+            )
+        if self.steps < 2:
+            raise DataError(f"--steps must be at least 2 snapshots, got {self.steps}")
+
+    def split_sizes(self) -> dict[str, int]:
+        n_valid = max(1, round(self.trajectories * self.valid_fraction))
+        n_test = max(1, round(self.trajectories * self.test_fraction))
+        n_train = self.trajectories - n_valid - n_test
+        if n_train < 1:
+            raise DataError(
+                f"--trajectories {self.trajectories} leaves no training trajectory; use more"
+            )
+        return {"train": n_train, "valid": n_valid, "test": n_test}
+
+
+def _files_for_split(
+    gen: DatasetGenerator, n_trajectories: int
+) -> list[tuple[int, dict[str, float], int]]:
+    """Spread a split's trajectories over the first parameter sets: (index, params, count)."""
+    n_files = min(len(gen.parameter_sets), n_trajectories)
+    counts = [n_trajectories // n_files + (i < n_trajectories % n_files) for i in range(n_files)]
+    return [(i, gen.parameter_sets[i], counts[i]) for i in range(n_files)]
+
+
+def _advance(bar: tqdm, n_trajectories: int, snapshots: int) -> None:
+    bar.update(snapshots * n_trajectories)
+
+
+def _seed_for(seed: int, split_index: int, param_index: int) -> int:
+    # Independent, reproducible streams per (split, parameter set): no overlap between splits.
+    return int(np.random.SeedSequence([seed, split_index, param_index]).generate_state(1)[0])
+
+
+def generate_dataset(
+    name: str,
+    base: str | Path,
+    config: GenerationConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Simulate dataset `name` and write it under `base/name`; return that folder.
+
+    If the folder exists and was made by the same request it is reused; if it was made
+    differently, a DataError says so (pass overwrite=True to replace it).
+    """
+    config = config or GenerationConfig()
+    config.validate()
+    gen = get_generator(name)
+    base = Path(base)
+    target = base / name
+    record = {"dataset": name, **asdict(config), "resolution": list(config.resolution)}
+
+    if target.exists():
+        previous = _read_record(target)
+        if previous == record and not overwrite:
+            return target
+        if not overwrite:
+            raise DataError(
+                f"{target} already exists and was not generated with these settings "
+                f"(found {previous}); pass --overwrite to replace it or choose another --out"
+            )
+
+    staging = base / f".{name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)
+    sizes = config.split_sizes()
+    total = sum(n for n in sizes.values()) * config.steps
+    bar = tqdm(total=total, desc=f"generate {name}", unit="snap", disable=not progress)
+    try:
+        for split_index, split in enumerate(SPLITS):
+            for param_index, params, n in _files_for_split(gen, sizes[split]):
+                request = SimulationRequest(
+                    n_trajectories=n,
+                    resolution=config.resolution,
+                    n_steps=config.steps,
+                    seed=_seed_for(config.seed, split_index, param_index),
+                    parameters=dict(params),
+                    progress=partial(_advance, bar, n),
+                )
+                trajectories = gen.simulate(request)
+                write_well_file(staging / "data" / split / gen.file_name(params), trajectories)
+        write_stats_yaml(staging / "stats.yaml", compute_stats(staging / "data" / "train"))
+        (staging / GENERATION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        bar.close()
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
+
+
+def generate_datasets(
+    names: Sequence[str],
+    base: str | Path,
+    config: GenerationConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Generate several datasets with the same settings (each reused when already there)."""
+    for name in names:
+        get_generator(name)  # fail on a typo before spending minutes on the others
+    return [
+        generate_dataset(name, base, config, overwrite=overwrite, progress=progress)
+        for name in names
+    ]
+
+
+def _read_record(folder: Path) -> dict | None:
+    path = folder / GENERATION_RECORD
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
