@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from physok.data.generate import GenerationConfig, generate_datasets
+from physok.data.generators import GENERATORS
 from physok.data.stats import compute_stats, write_stats_yaml
 from physok.data.well_format import BoundarySpec, WellTrajectories, write_well_file
 
@@ -62,3 +64,19 @@ def synthetic_factory() -> Callable[..., Path]:
 def trajectories_factory() -> Callable[..., WellTrajectories]:
     """`factory(rng, n_traj=3, n_steps=12, grid=(8, 6), ...)` builds random trajectories."""
     return make_trajectories
+
+
+@pytest.fixture(scope="session")
+def embedded_config() -> GenerationConfig:
+    """Small but real: 32x32, 3 trajectories (one per split), 12 snapshots."""
+    return GenerationConfig(resolution=(32, 32), trajectories=3, steps=12, seed=0)
+
+
+@pytest.fixture(scope="session")
+def embedded_base(
+    tmp_path_factory: pytest.TempPathFactory, embedded_config: GenerationConfig
+) -> Path:
+    """Every embedded dataset, generated once per session at a small size."""
+    base = tmp_path_factory.mktemp("embedded")
+    generate_datasets(sorted(GENERATORS), base, embedded_config, progress=False)
+    return base

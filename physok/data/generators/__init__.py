@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from physok.data.errors import DataError
 from physok.data.generators import euler, gray_scott, rayleigh_benard, shear_flow
 from physok.data.generators.base import DatasetGenerator, SimulationRequest
 
@@ -13,12 +14,12 @@ GENERATORS: dict[str, DatasetGenerator] = {
 
 
 def get_generator(name: str) -> DatasetGenerator:
-    """Return the generator for dataset `name`, or a ValueError listing the known names."""
+    """Return the generator for dataset `name`, or a DataError listing the known names."""
     try:
         return GENERATORS[name]
     except KeyError:
         known = ", ".join(sorted(GENERATORS))
-        raise ValueError(f"unknown dataset {name!r}; embedded datasets are: {known}") from None
+        raise DataError(f"unknown dataset {name!r}; embedded datasets are: {known}") from None
 
 
 __all__ = ["GENERATORS", "DatasetGenerator", "SimulationRequest", "get_generator"]

@@ -1,0 +1,123 @@
+"""Writing embedded datasets: layout, the_well compatibility, reuse, atomicity, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from the_well.data import WellDataset
+
+from physok.data import generate as generate_module
+from physok.data.check import check_path
+from physok.data.errors import DataError
+from physok.data.generate import GenerationConfig, generate_dataset
+from physok.data.generators import GENERATORS, get_generator
+from physok.data.reader import WellWindowDataset
+from physok.data.registry import WELL_CHANNELS
+
+ALL = sorted(GENERATORS)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_generated_dataset_is_read_identically_by_the_well(
+    embedded_base: Path, embedded_config: GenerationConfig, name: str
+) -> None:
+    root = embedded_base / name
+    for split in ("train", "valid", "test"):
+        ours = WellWindowDataset(root, split, window=10)
+        theirs = WellDataset(
+            path=str(root), well_split_name=split, n_steps_input=9, n_steps_output=1
+        )
+        assert len(ours) == len(theirs) > 0
+        for i in range(0, len(ours), 2):
+            expected = torch.cat([theirs[i]["input_fields"], theirs[i]["output_fields"]]).permute(
+                0, 3, 1, 2
+            )
+            torch.testing.assert_close(ours[i]["fields"], expected, rtol=0, atol=0)
+    assert ours.channel_names == list(WELL_CHANNELS[name])
+    assert ours.grid_shape == embedded_config.resolution
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_generated_dataset_passes_the_checker(
+    embedded_base: Path, embedded_config: GenerationConfig, name: str
+) -> None:
+    report = check_path(embedded_base / name)
+    assert report.ok, report.errors
+    sizes = embedded_config.split_sizes()
+    for split, n in sizes.items():
+        files = sorted((embedded_base / name / "data" / split).glob("*.hdf5"))
+        total = 0
+        for p in files:
+            with h5py.File(p) as f:
+                total += int(f.attrs["n_trajectories"])
+                assert f.attrs["dataset_name"] == name
+                params = list(f.attrs["simulation_parameters"])
+                assert params and all(p in f.attrs for p in params)
+        assert total == n
+
+
+def test_split_sizes() -> None:
+    assert GenerationConfig(trajectories=24).split_sizes() == {"train": 18, "valid": 3, "test": 3}
+    assert GenerationConfig(trajectories=3).split_sizes() == {"train": 1, "valid": 1, "test": 1}
+    with pytest.raises(DataError, match="--trajectories must be at least 3"):
+        GenerationConfig(trajectories=2).validate()
+    with pytest.raises(DataError, match="--steps"):
+        GenerationConfig(steps=1).validate()
+
+
+def test_reuse_conflict_and_overwrite(tmp_path: Path) -> None:
+    name = "gray_scott_reaction_diffusion"
+    cfg = GenerationConfig(resolution=(16, 16), trajectories=3, steps=3)
+    path = generate_dataset(name, tmp_path, cfg, progress=False)
+    stamp = (path / "stats.yaml").stat().st_mtime_ns
+    assert generate_dataset(name, tmp_path, cfg, progress=False) == path
+    assert (path / "stats.yaml").stat().st_mtime_ns == stamp  # reused, not rewritten
+    other = GenerationConfig(resolution=(16, 16), trajectories=3, steps=4)
+    with pytest.raises(DataError, match="--overwrite"):
+        generate_dataset(name, tmp_path, other, progress=False)
+    generate_dataset(name, tmp_path, other, overwrite=True, progress=False)
+    assert WellWindowDataset(path, "train", window=4).files[0].n_steps == 4
+
+
+def test_interrupted_generation_leaves_nothing_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "gray_scott_reaction_diffusion"
+    real = get_generator(name)
+    calls = []
+
+    def flaky(req):  # the second file fails, after the first was written
+        calls.append(req)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real.simulate(req)
+
+    monkeypatch.setitem(
+        GENERATORS, name, generate_module.DatasetGenerator(**{**real.__dict__, "simulate": flaky})
+    )
+    cfg = GenerationConfig(resolution=(16, 16), trajectories=6, steps=3)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(name, tmp_path, cfg, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_deterministic_for_a_seed(tmp_path: Path) -> None:
+    name = "gray_scott_reaction_diffusion"
+    cfg = GenerationConfig(resolution=(16, 16), trajectories=3, steps=3, seed=7)
+    a = generate_dataset(name, tmp_path / "a", cfg, progress=False)
+    b = generate_dataset(name, tmp_path / "b", cfg, progress=False)
+    c = generate_dataset(
+        name, tmp_path / "c", GenerationConfig(**{**cfg.__dict__, "seed": 8}), progress=False
+    )
+    fa, fb, fc = (WellWindowDataset(p, "train", window=3)[0]["fields"] for p in (a, b, c))
+    torch.testing.assert_close(fa, fb, rtol=0, atol=0)
+    assert not np.allclose(fa.numpy(), fc.numpy())
+
+
+def test_unknown_dataset_lists_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="unknown dataset 'euler'.*shear_flow"):
+        generate_dataset("euler", tmp_path)
