@@ -131,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (RuntimeError, OSError) as e:  # a solver blew up, a disk filled: no traceback soup
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: nothing partial was left in place", file=sys.stderr)
         return 130

@@ -109,6 +109,8 @@ def generate_dataset(
     config.validate()
     gen = get_generator(name)
     base = Path(base)
+    if base.exists() and not base.is_dir():
+        raise DataError(f"--out {base} is a file, not a folder; choose a folder for the datasets")
     target = base / name
     record = {"dataset": name, **asdict(config), "resolution": list(config.resolution)}
 
@@ -139,7 +141,12 @@ def generate_dataset(
                     parameters=dict(params),
                     progress=partial(_advance, bar, n),
                 )
-                trajectories = gen.simulate(request)
+                try:
+                    trajectories = gen.simulate(request)
+                except DataError:
+                    raise
+                except ValueError as e:  # the solver rejected an option (e.g. grid too small)
+                    raise DataError(f"{name}: {e}") from e
                 write_well_file(staging / "data" / split / gen.file_name(params), trajectories)
         write_stats_yaml(staging / "stats.yaml", compute_stats(staging / "data" / "train"))
         (staging / GENERATION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
