@@ -365,26 +365,17 @@ def _cell_centres(n: int) -> np.ndarray:
     return (np.arange(n) + 0.5) / n
 
 
-def _validate(req: SimulationRequest) -> float:
-    unknown = set(req.parameters) - {"gamma"}
-    if unknown:
-        raise ValueError(f"unknown Euler parameter(s) {sorted(unknown)}; only 'gamma' is accepted")
-    gamma = float(req.parameters.get("gamma", DEFAULT_GAMMA))
-    if not gamma > 1.0:
-        raise ValueError(f"gamma must be > 1, got {gamma}")
-    if min(req.resolution) < MIN_RESOLUTION:
-        raise ValueError(
-            f"resolution must be at least {MIN_RESOLUTION} per dim, got {req.resolution}"
-        )
-    if req.n_steps < 2:
-        raise ValueError(f"n_steps must be >= 2 (snapshots including t=0), got {req.n_steps}")
-    if req.n_trajectories < 1:
-        raise ValueError(f"n_trajectories must be >= 1, got {req.n_trajectories}")
-    return gamma
+def _validate(req: SimulationRequest, dataset_name: str) -> float:
+    params = req.checked_parameters(
+        dataset_name, {"gamma": DEFAULT_GAMMA}, (MIN_RESOLUTION, MIN_RESOLUTION)
+    )
+    if not params["gamma"] > 1.0:
+        raise ValueError(f"{dataset_name}: gamma must be > 1, got {params['gamma']}")
+    return params["gamma"]
 
 
 def _simulate(req: SimulationRequest, bc: str, dataset_name: str) -> WellTrajectories:
-    gamma = _validate(req)
+    gamma = _validate(req, dataset_name)
     nx, ny = req.resolution
     rng = np.random.default_rng(req.seed)
     state0 = random_quadrant_state(rng, req.n_trajectories, nx, ny, gamma)

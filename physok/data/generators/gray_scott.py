@@ -39,7 +39,6 @@ CELL_SIZE = 2.0 / 128  # the real data's grid spacing
 SNAPSHOT_INTERVAL = 10.0
 TIME_STEP = 1.0  # the real data's ETDRK4 step
 MIN_RESOLUTION = 16
-PARAMETER_NAMES = ("F", "k")
 
 # Real initial conditions (danfortunato/spectral-gray-scott), per a real [-1, 1]^2 domain.
 GAUSSIAN_COUNT = (10, 100)  # number of Gaussians per field, uniform integer
@@ -144,30 +143,18 @@ def _initial_state(
     return state
 
 
-def _resolve_parameters(parameters: dict[str, float]) -> tuple[float, float]:
-    unknown = sorted(set(parameters) - set(PARAMETER_NAMES))
-    if unknown:
-        raise ValueError(f"{DATASET_NAME}: unknown parameters {unknown}; known: {PARAMETER_NAMES}")
-    merged = {**PARAMETER_SETS[0], **parameters}
-    f, k = float(merged["F"]), float(merged["k"])
-    if not (f >= 0.0 and k >= 0.0):
-        raise ValueError(f"{DATASET_NAME}: F and k must be >= 0, got {merged}")
-    return f, k
-
-
 def simulate_gray_scott(req: SimulationRequest) -> WellTrajectories:
     """Simulate `req.n_trajectories` Gray-Scott patterns; snapshots every 10 time units.
 
     Parameters missing from `req.parameters` take the values of the first parameter set.
     """
+    params = req.checked_parameters(
+        DATASET_NAME, PARAMETER_SETS[0], (MIN_RESOLUTION, MIN_RESOLUTION)
+    )
+    f, k = params["F"], params["k"]
+    if not (f >= 0.0 and k >= 0.0):
+        raise ValueError(f"{DATASET_NAME}: F and k must be >= 0, got {params}")
     nx, ny = (int(r) for r in req.resolution)
-    if min(nx, ny) < MIN_RESOLUTION:
-        raise ValueError(f"{DATASET_NAME}: resolution must be >= {MIN_RESOLUTION}, got {(nx, ny)}")
-    if req.n_steps < 2:
-        raise ValueError(f"{DATASET_NAME}: n_steps must be >= 2, got {req.n_steps}")
-    if req.n_trajectories < 1:
-        raise ValueError(f"{DATASET_NAME}: n_trajectories must be >= 1, got {req.n_trajectories}")
-    f, k = _resolve_parameters(req.parameters)
     steps_per_snapshot = round(SNAPSHOT_INTERVAL / TIME_STEP)
 
     shape = (nx, ny)

@@ -336,27 +336,11 @@ class _Boussinesq:
 
 def _check_request(req: SimulationRequest) -> tuple[float, float]:
     """Validate the request; return (Rayleigh, Prandtl)."""
-    unknown = set(req.parameters) - set(DEFAULT_PARAMETERS)
-    if unknown:
-        expected = sorted(DEFAULT_PARAMETERS)
-        raise ValueError(f"{DATASET}: unknown parameters {sorted(unknown)}; expected {expected}")
-    params = {**DEFAULT_PARAMETERS, **req.parameters}
+    params = req.checked_parameters(DATASET, DEFAULT_PARAMETERS, MIN_POINTS)
     for name, value in params.items():
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(
-                f"{DATASET}: parameter {name} must be positive and finite, got {value}"
-            )
-    if len(req.resolution) != 2 or any(
-        int(n) < m for n, m in zip(req.resolution, MIN_POINTS, strict=True)
-    ):
-        raise ValueError(
-            f"{DATASET}: resolution must be (X, Y) >= {MIN_POINTS}, got {req.resolution}"
-        )
-    if req.n_steps < 2:
-        raise ValueError(f"{DATASET}: n_steps must be >= 2, got {req.n_steps}")
-    if req.n_trajectories < 1:
-        raise ValueError(f"{DATASET}: n_trajectories must be >= 1, got {req.n_trajectories}")
-    return float(params["Rayleigh"]), float(params["Prandtl"])
+        if not value > 0:
+            raise ValueError(f"{DATASET}: parameter {name} must be positive, got {value}")
+    return params["Rayleigh"], params["Prandtl"]
 
 
 def simulate_rayleigh_benard(req: SimulationRequest, spin_up: float = SPIN_UP) -> WellTrajectories:

@@ -46,7 +46,6 @@ Y_MIN = -1.0
 SNAPSHOT_INTERVAL = 0.1  # the real data: 200 snapshots over t in [0, 20]
 COURANT = 1.0  # dt * max(|u|/dx + |v|/dy); ETDRK4 with 2/3-rule advection is stable to ~1.35
 MIN_RESOLUTION = 16
-PARAMETER_NAMES = ("Reynolds", "Schmidt")
 
 # Initial-condition choices of the real data (init_standard_shear). n_blobs is restricted to the
 # even values of the real set {2, 3, 4, 5}: sin(n pi x) is periodic on [0, 1) only for even n.
@@ -163,30 +162,18 @@ class _Spectral:
         return np.fft.irfft2(-(self.mask * self.inv_k2) * rhs, s=self.shape)
 
 
-def _resolve_parameters(parameters: dict[str, float]) -> tuple[float, float]:
-    unknown = sorted(set(parameters) - set(PARAMETER_NAMES))
-    if unknown:
-        raise ValueError(f"shear_flow: unknown parameters {unknown}; known: {PARAMETER_NAMES}")
-    merged = {**PARAMETER_SETS[0], **parameters}
-    reynolds, schmidt = float(merged["Reynolds"]), float(merged["Schmidt"])
-    if not (reynolds > 0.0 and schmidt > 0.0):
-        raise ValueError(f"shear_flow: Reynolds and Schmidt must be > 0, got {merged}")
-    return reynolds, schmidt
-
-
 def simulate_shear_flow(req: SimulationRequest) -> WellTrajectories:
     """Simulate `req.n_trajectories` periodic shear flows; snapshots every 0.1 time units.
 
     Parameters missing from `req.parameters` take the values of the first parameter set.
     """
+    params = req.checked_parameters(
+        DATASET_NAME, PARAMETER_SETS[0], (MIN_RESOLUTION, MIN_RESOLUTION)
+    )
+    reynolds, schmidt = params["Reynolds"], params["Schmidt"]
+    if not (reynolds > 0.0 and schmidt > 0.0):
+        raise ValueError(f"{DATASET_NAME}: Reynolds and Schmidt must be > 0, got {params}")
     nx, ny = (int(r) for r in req.resolution)
-    if min(nx, ny) < MIN_RESOLUTION:
-        raise ValueError(f"shear_flow: resolution must be >= {MIN_RESOLUTION}, got {(nx, ny)}")
-    if req.n_steps < 2:
-        raise ValueError(f"shear_flow: n_steps must be >= 2, got {req.n_steps}")
-    if req.n_trajectories < 1:
-        raise ValueError(f"shear_flow: n_trajectories must be >= 1, got {req.n_trajectories}")
-    reynolds, schmidt = _resolve_parameters(req.parameters)
     nu = 1.0 / reynolds
     diffusivity = nu / schmidt
 
