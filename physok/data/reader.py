@@ -5,8 +5,9 @@ A sample is a window of `window` consecutive snapshots of one trajectory, return
 model needs. Window order matches `the_well.data.WellDataset`: file, trajectory, start time.
 
 Why it is faster than WellDataset: files are opened once per worker process and kept open,
-and each field's window is one hyperslab read straight into a preallocated buffer (files
-written by physok are chunked per snapshot, so only the window's frames are decompressed).
+datasets are looked up once, and each field's window is one low-level HDF5 hyperslab read into
+contiguous memory (bypassing h5py's per-call selection machinery). Files written by physok are
+chunked per snapshot, so only the window's frames are read.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+from h5py import h5s
 from torch.utils.data import Dataset
 
 from physok.data.errors import DataError, WellFormatError
@@ -37,6 +39,7 @@ class WellFileInfo:
     n_trajectories: int
     n_steps: int
     constant_scalars: dict[str, float]
+    time: np.ndarray
 
 
 def _open(path: Path) -> h5py.File:
@@ -101,6 +104,7 @@ class WellWindowDataset(Dataset):
         self.registry.extend(self.channel_names)
         self.field_indices = torch.tensor(self.registry.indices(self.channel_names))
         self._handles: dict[int, h5py.File] = {}
+        self._plans: dict[int, list] = {}
         self._handles_pid = -1
 
     # ---- metadata, read once ------------------------------------------------------------
@@ -109,11 +113,22 @@ class WellWindowDataset(Dataset):
             try:
                 name = str(f.attrs["dataset_name"])
                 n_traj = int(f.attrs["n_trajectories"])
-                n_steps = int(f["dimensions"]["time"].shape[-1])
+                time = np.asarray(f["dimensions"]["time"], dtype=np.float32).reshape(-1)
+                n_steps = int(time.shape[0])
                 grid = tuple(int(f["dimensions"][d].shape[-1]) for d in SPATIAL_DIMS)
                 groups = [
                     {n: f[g][n].shape for n in f[g].attrs["field_names"]} for g in FIELD_GROUPS
                 ]
+                for g in FIELD_GROUPS:
+                    for n in f[g].attrs["field_names"]:
+                        a = f[g][n].attrs
+                        if not (
+                            a["sample_varying"] and a["time_varying"] and all(a["dim_varying"])
+                        ):
+                            raise WellFormatError(
+                                f"{path}: field {g}/{n} is constant in samples, time or space; "
+                                "physok reads only fields that vary in all of them"
+                            )
                 scalars = {
                     str(n): float(np.asarray(f["scalars"][n]).reshape(-1)[0])
                     for n in f["scalars"].attrs["field_names"]
@@ -140,7 +155,7 @@ class WellWindowDataset(Dataset):
                 f"{path}: dataset name, grid, fields or boundaries differ from those of "
                 f"{self._first_path}; a split folder must hold one dataset"
             )
-        return WellFileInfo(path, n_traj, n_steps, scalars)
+        return WellFileInfo(path, n_traj, n_steps, scalars, time)
 
     @staticmethod
     def _read_bcs(f: h5py.File) -> torch.Tensor:
@@ -174,35 +189,43 @@ class WellWindowDataset(Dataset):
         return file_idx, traj, start
 
     # ---- reading ------------------------------------------------------------------------
-    def _handle(self, file_idx: int) -> h5py.File:
-        # Handles are per process: a DataLoader worker forked from a parent that already
-        # opened files must not share HDF5 state with it.
+    def _plan(self, file_idx: int) -> list[tuple[h5py.h5d.DatasetID, int, int]]:
+        """Per field: (dataset id, first output channel, tensor order); once per file and process.
+
+        Handles are per process: a DataLoader worker forked from a parent that already opened
+        files must not share HDF5 state with it.
+        """
         if self._handles_pid != os.getpid():
-            self._handles, self._handles_pid = {}, os.getpid()
-        h = self._handles.get(file_idx)
-        if h is None:
-            h = self._handles[file_idx] = _open(self.files[file_idx].path)
-        return h
+            self._handles, self._plans, self._handles_pid = {}, {}, os.getpid()
+        plan = self._plans.get(file_idx)
+        if plan is None:
+            f = self._handles[file_idx] = _open(self.files[file_idx].path)
+            plan, c = [], 0
+            for order, group in enumerate(FIELD_GROUPS):
+                for name in self.field_groups[order]:
+                    plan.append((f[group][name].id, c, order))
+                    c += len(SPATIAL_DIMS) ** order
+            self._plans[file_idx] = plan
+        return plan
 
     def read_window(self, file_idx: int, traj: int, start: int) -> np.ndarray:
         """Read one window as a (T, C, X, Y) float32 array."""
-        f = self._handle(file_idx)
         t, grid = self.window, self.grid_shape
+        # Channel-major while reading: each scalar field lands contiguously (HDF5 is fast only
+        # when the memory side is contiguous), then one transpose copy gives (T, C, X, Y).
         out = np.empty((len(self.channel_names), t, *grid), dtype=np.float32)
-        sel = np.s_[traj, start : start + t]
-        c = 0
-        for order, group in enumerate(FIELD_GROUPS):
-            for name in self.field_groups[order]:
-                dset = f[group][name]
-                if order == 0:
-                    dset.read_direct(out[c], source_sel=sel)
-                    c += 1
-                    continue
-                n_comp = len(SPATIAL_DIMS) ** order
-                buf = np.empty((t, *grid, *(len(SPATIAL_DIMS),) * order), dtype=np.float32)
-                dset.read_direct(buf, source_sel=sel)
-                out[c : c + n_comp] = np.moveaxis(buf.reshape(t, *grid, n_comp), -1, 0)
-                c += n_comp
+        for dset_id, c, order in self._plan(file_idx):
+            comps = (len(SPATIAL_DIMS),) * order
+            file_space = dset_id.get_space()
+            file_space.select_hyperslab((traj, start, 0, 0, *(0,) * order), (1, t, *grid, *comps))
+            if order == 0:
+                dest = out[c]
+            else:
+                dest = np.empty((t, *grid, *comps), dtype=np.float32)
+            dset_id.read(h5s.create_simple(dest.shape), file_space, dest)
+            if order:
+                n = int(np.prod(comps))
+                out[c : c + n] = np.moveaxis(dest.reshape(t, *grid, n), -1, 0)
         if self.check_finite and not np.isfinite(out).all():
             raise WellFormatError(
                 f"{self.files[file_idx].path}: NaN or Inf in trajectory {traj}, "
@@ -213,7 +236,6 @@ class WellWindowDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | str]:
         file_idx, traj, start = self.locate(index)
         info = self.files[file_idx]
-        time = self._handle(file_idx)["dimensions"]["time"][start : start + self.window]
         return {
             "fields": torch.from_numpy(self.read_window(file_idx, traj, start)),
             "field_indices": self.field_indices,
@@ -221,19 +243,19 @@ class WellWindowDataset(Dataset):
                 list(info.constant_scalars.values()), dtype=torch.float32
             ),
             "boundary_conditions": self.boundary_conditions,
-            "time": torch.from_numpy(np.asarray(time, dtype=np.float32)),
+            "time": torch.from_numpy(info.time[start : start + self.window].copy()),
             "dataset": self.dataset_name,
         }
 
     def close(self) -> None:
         for h in self._handles.values():
             h.close()
-        self._handles = {}
+        self._handles, self._plans = {}, {}
 
     def __getstate__(self) -> dict:
         # Open HDF5 handles cannot be pickled (spawned workers): reopen lazily on the other side.
         state = self.__dict__.copy()
-        state["_handles"], state["_handles_pid"] = {}, -1
+        state["_handles"], state["_plans"], state["_handles_pid"] = {}, {}, -1
         return state
 
     def __repr__(self) -> str:
