@@ -113,7 +113,12 @@ class WellWindowDataset(Dataset):
             try:
                 name = str(f.attrs["dataset_name"])
                 n_traj = int(f.attrs["n_trajectories"])
-                time = np.asarray(f["dimensions"]["time"], dtype=np.float32).reshape(-1)
+                time = np.asarray(f["dimensions"]["time"], dtype=np.float32)
+                if time.ndim != 1:
+                    raise WellFormatError(
+                        f"{path}: /dimensions/time has shape {time.shape}; physok reads files "
+                        "whose snapshot times are shared by all trajectories (shape (T,))"
+                    )
                 n_steps = int(time.shape[0])
                 grid = tuple(int(f["dimensions"][d].shape[-1]) for d in SPATIAL_DIMS)
                 groups = [

@@ -121,3 +121,22 @@ def test_deterministic_for_a_seed(tmp_path: Path) -> None:
 def test_unknown_dataset_lists_known_ones(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unknown dataset 'euler'.*shear_flow"):
         generate_dataset("euler", tmp_path)
+
+
+def test_mixed_loader_over_generated_datasets(embedded_base: Path) -> None:
+    """Reader + mixing sampler + DataLoader: one dataset per batch, registry indices per batch."""
+    from physok.data.mixing import MixedBatchSampler, concat
+
+    names = ["shear_flow", "rayleigh_benard", "gray_scott_reaction_diffusion"]
+    datasets = [WellWindowDataset(embedded_base / n, "train", window=10) for n in names]
+    data, lengths = concat(datasets)
+    sampler = MixedBatchSampler(lengths, batch_size=2, seed=0, num_batches=12)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler)
+    seen = set()
+    for batch in loader:
+        (name,) = set(batch["dataset"])
+        ds = datasets[names.index(name)]
+        assert batch["fields"].shape == (2, 10, len(ds.channel_names), *ds.grid_shape)
+        assert (batch["field_indices"] == ds.field_indices).all()
+        seen.add(name)
+    assert seen == set(names)
