@@ -12,19 +12,27 @@ Modules:
     check        format / value validation
 """
 
-from physok.data.errors import DataError, WellFormatError
-from physok.data.mixing import MixedBatchSampler
-from physok.data.normalise import field_rms, rms_denormalise, rms_normalise
-from physok.data.reader import WellWindowDataset
-from physok.data.registry import FieldRegistry
+import importlib
+from typing import Any
 
-__all__ = [
-    "DataError",
-    "FieldRegistry",
-    "MixedBatchSampler",
-    "WellFormatError",
-    "WellWindowDataset",
-    "field_rms",
-    "rms_denormalise",
-    "rms_normalise",
-]
+# Resolved on first use, so `python -m physok.data check` and generator worker processes do not
+# pay for importing torch.
+_EXPORTS: dict[str, str] = {
+    "DataError": "physok.data.errors",
+    "WellFormatError": "physok.data.errors",
+    "FieldRegistry": "physok.data.registry",
+    "MixedBatchSampler": "physok.data.mixing",
+    "WellWindowDataset": "physok.data.reader",
+    "field_rms": "physok.data.normalise",
+    "rms_denormalise": "physok.data.normalise",
+    "rms_normalise": "physok.data.normalise",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'physok.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="snapshots per trajectory incl. t=0; >= 27 for rollout eval (default: %(default)s)",
     )
     gen.add_argument("--seed", type=int, default=default.seed, help="random seed (default: 0)")
+    gen.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="datasets simulated at once, one process each (default: CPU count, %(default)s)",
+    )
     gen.add_argument("--overwrite", action="store_true", help="replace a dataset made differently")
     gen.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -98,7 +105,12 @@ def _generate(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     paths = generate_datasets(
-        names, args.out, config, overwrite=args.overwrite, progress=not args.quiet
+        names,
+        args.out,
+        config,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        jobs=args.jobs,
     )
     for p in paths:
         print(f"wrote {p}")

@@ -13,7 +13,7 @@ from the_well.data import WellDataset
 from physok.data import generate as generate_module
 from physok.data.check import check_path
 from physok.data.errors import DataError
-from physok.data.generate import GenerationConfig, generate_dataset
+from physok.data.generate import GenerationConfig, generate_dataset, generate_datasets
 from physok.data.generators import GENERATORS, get_generator
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import WELL_CHANNELS
@@ -140,3 +140,27 @@ def test_mixed_loader_over_generated_datasets(embedded_base: Path) -> None:
         assert (batch["field_indices"] == ds.field_indices).all()
         seen.add(name)
     assert seen == set(names)
+
+
+def test_parallel_generation_equals_serial(tmp_path: Path) -> None:
+    names = ["gray_scott_reaction_diffusion", "shear_flow"]
+    cfg = GenerationConfig(resolution=(16, 16), trajectories=3, steps=3, seed=3)
+    serial = generate_datasets(names, tmp_path / "serial", cfg, progress=False, jobs=1)
+    parallel = generate_datasets(names, tmp_path / "parallel", cfg, progress=False, jobs=2)
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.name == b.name
+        x = WellWindowDataset(a, "valid", window=3)[0]["fields"]
+        y = WellWindowDataset(b, "valid", window=3)[0]["fields"]
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_parallel_generation_reports_worker_errors(tmp_path: Path) -> None:
+    cfg = GenerationConfig(resolution=(8, 8), trajectories=3, steps=3)
+    # shear_flow needs >= 16 points: the worker's DataError reaches the caller.
+    with pytest.raises(DataError, match="shear_flow: resolution must be at least 16x16"):
+        generate_datasets(
+            ["euler_multi_quadrants_openBC", "shear_flow"], tmp_path, cfg, jobs=2,
+            progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "shear_flow").exists()
+    assert not list(tmp_path.glob(".*.partial"))
