@@ -94,6 +94,7 @@ class WellWindowDataset(Dataset):
         self.split = split
         self.window = window
         self.check_finite = check_finite
+        self._meta: tuple | None = None  # set by the first file; every other file must match
         self.files = [self._inspect(p) for p in list_split_files(self.dataset_dir, split)]
         self._windows_per_traj = [f.n_steps - window + 1 for f in self.files]
         counts = [
@@ -148,7 +149,7 @@ class WellWindowDataset(Dataset):
                 f"window of {self.window}; lower the window or regenerate with more --steps"
             )
         meta = (name, grid, [list(g) for g in groups], bcs.tolist())
-        if not hasattr(self, "_meta"):
+        if self._meta is None:
             self._meta = meta
             self.dataset_name, self.grid_shape = name, grid
             self.field_groups = [list(g) for g in groups]
