@@ -195,11 +195,12 @@ class WellWindowDataset(Dataset):
         return file_idx, traj, start
 
     # ---- reading ------------------------------------------------------------------------
-    def _plan(self, file_idx: int) -> list[tuple[h5py.h5d.DatasetID, int, int]]:
-        """Per field: (dataset id, first output channel, tensor order); once per file and process.
+    def _plan(self, file_idx: int) -> list[tuple[h5py.h5d.DatasetID, int, int, h5s.SpaceID]]:
+        """Per field: (dataset id, first output channel, tensor order, memory dataspace).
 
-        Handles are per process: a DataLoader worker forked from a parent that already opened
-        files must not share HDF5 state with it.
+        Built once per file and process, so the hot path does no name lookups. Handles are per
+        process: a DataLoader worker forked from a parent that already opened files must not
+        share HDF5 state with it.
         """
         if self._handles_pid != os.getpid():
             self._handles, self._plans, self._handles_pid = {}, {}, os.getpid()
@@ -208,8 +209,10 @@ class WellWindowDataset(Dataset):
             f = self._handles[file_idx] = _open(self.files[file_idx].path)
             plan, c = [], 0
             for order, group in enumerate(FIELD_GROUPS):
+                comps = (len(SPATIAL_DIMS),) * order
                 for name in self.field_groups[order]:
-                    plan.append((f[group][name].id, c, order))
+                    mem = h5s.create_simple((self.window, *self.grid_shape, *comps))
+                    plan.append((f[group][name].id, c, order, mem))
                     c += len(SPATIAL_DIMS) ** order
             self._plans[file_idx] = plan
         return plan
@@ -220,7 +223,7 @@ class WellWindowDataset(Dataset):
         # Channel-major while reading: each scalar field lands contiguously (HDF5 is fast only
         # when the memory side is contiguous), then one transpose copy gives (T, C, X, Y).
         out = np.empty((len(self.channel_names), t, *grid), dtype=np.float32)
-        for dset_id, c, order in self._plan(file_idx):
+        for dset_id, c, order, mem in self._plan(file_idx):
             comps = (len(SPATIAL_DIMS),) * order
             file_space = dset_id.get_space()
             file_space.select_hyperslab((traj, start, 0, 0, *(0,) * order), (1, t, *grid, *comps))
@@ -228,7 +231,7 @@ class WellWindowDataset(Dataset):
                 dest = out[c]
             else:
                 dest = np.empty((t, *grid, *comps), dtype=np.float32)
-            dset_id.read(h5s.create_simple(dest.shape), file_space, dest)
+            dset_id.read(mem, file_space, dest)
             if order:
                 n = int(np.prod(comps))
                 out[c : c + n] = np.moveaxis(dest.reshape(t, *grid, n), -1, 0)

@@ -33,9 +33,8 @@ def test_generated_dataset_is_read_identically_by_the_well(
         )
         assert len(ours) == len(theirs) > 0
         for i in range(0, len(ours), 2):
-            expected = torch.cat([theirs[i]["input_fields"], theirs[i]["output_fields"]]).permute(
-                0, 3, 1, 2
-            )
+            b = theirs[i]
+            expected = torch.cat([b["input_fields"], b["output_fields"]]).permute(0, 3, 1, 2)
             torch.testing.assert_close(ours[i]["fields"], expected, rtol=0, atol=0)
     assert ours.channel_names == list(WELL_CHANNELS[name])
     assert ours.grid_shape == embedded_config.resolution
