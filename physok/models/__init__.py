@@ -1,0 +1,1 @@
+"""Models: the tokeniser (physok.models.tokeniser); the processor arrives with the rollout model."""

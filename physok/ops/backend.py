@@ -1,0 +1,64 @@
+"""The one place that decides, per op call, between a fast path and its reference.
+
+Resolution order: an explicit `backend=` argument (configs pass theirs through), else the
+`PHYSOK_KERNELS` environment variable, else "auto". "auto" picks the Triton kernel when the
+input lives on a CUDA device and Triton imports, and the reference otherwise. Forcing "triton"
+on a CPU tensor is allowed only under `TRITON_INTERPRET=1` (that is how the kernels are tested
+without a GPU); anything else is a clear error rather than a silent fallback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from typing import Literal
+
+import torch
+
+Backend = Literal["auto", "triton", "reference"]
+BACKENDS: tuple[str, ...] = ("auto", "triton", "reference")
+ENV_VAR = "PHYSOK_KERNELS"
+
+
+def requested_backend(backend: str | None = None) -> str:
+    """The backend asked for: the argument, else $PHYSOK_KERNELS, else "auto"."""
+    choice = backend if backend is not None else os.environ.get(ENV_VAR, "auto")
+    choice = choice.strip().lower()
+    if choice not in BACKENDS:
+        source = "backend argument" if backend is not None else f"${ENV_VAR}"
+        raise ValueError(f"{source}={choice!r} is not one of {', '.join(BACKENDS)}")
+    return choice
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run on the CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@functools.cache
+def triton_available() -> bool:
+    try:
+        importlib.import_module("triton")
+    except ImportError:
+        return False
+    return True
+
+
+def use_triton(tensor: torch.Tensor, backend: str | None = None, op: str = "op") -> bool:
+    """Whether `op` on `tensor` should run its Triton kernel."""
+    choice = requested_backend(backend)
+    if choice == "reference":
+        return False
+    runnable = triton_available() and (tensor.is_cuda or (interpreting() and tensor.is_cpu))
+    if choice == "triton" and not runnable:
+        why = (
+            "triton is not installed"
+            if not triton_available()
+            else f"the input is on {tensor.device} (Triton needs CUDA, or TRITON_INTERPRET=1 "
+            "set before start-up for CPU)"
+        )
+        raise RuntimeError(f"{op}: backend 'triton' was forced but {why}; use 'auto' instead")
+    if choice == "auto":
+        return triton_available() and tensor.is_cuda
+    return runnable
