@@ -9,8 +9,7 @@ without a GPU); anything else is a clear error rather than a silent fallback.
 
 from __future__ import annotations
 
-import functools
-import importlib
+import importlib.util
 import os
 from typing import Literal
 
@@ -36,13 +35,13 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-@functools.cache
+# Resolved once at import: a constant is free to read and lets torch.compile trace the dispatch
+# without a graph break.
+_TRITON_AVAILABLE = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
-    try:
-        importlib.import_module("triton")
-    except ImportError:
-        return False
-    return True
+    return _TRITON_AVAILABLE
 
 
 def use_triton(tensor: torch.Tensor, backend: str | None = None, op: str = "op") -> bool:

@@ -94,6 +94,17 @@ def causal_conv3d_reference(
     return F.conv3d(x, weight, bias, stride=stride)
 
 
+def _autocast_inputs(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Cast like autocast casts F.conv3d: a custom op is not autocast-aware by itself."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype(device)
+    return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+
+
 def causal_conv3d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -108,5 +119,6 @@ def causal_conv3d(
 
         stride = _as_triple(stride)
         check_conv_args(x, weight, bias, stride, padding)
+        x, weight, bias = _autocast_inputs(x, weight, bias)
         return causal_conv3d_triton(x, weight, bias, stride, padding)
     return causal_conv3d_reference(x, weight, bias, stride, padding)
