@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -69,3 +70,12 @@ def check_input_shape(frames: int, grid: tuple[int, int], scales: Scales) -> Non
             f"grid {grid} is not divisible by the spatial compression {ss}; use power-of-two "
             "grids or smaller spatial scales"
         )
+
+
+def all_scale_combinations(config: TokeniserConfig) -> list[Scales]:
+    """Every allowed scale choice (one (temporal, spatial) pair per depth)."""
+    per_depth = [
+        list(itertools.product(ts, ss))
+        for ts, ss in zip(config.temporal_scales, config.spatial_scales, strict=True)
+    ]
+    return [tuple(c) for c in itertools.product(*per_depth)]

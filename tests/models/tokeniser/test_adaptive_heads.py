@@ -5,15 +5,14 @@ from __future__ import annotations
 import math
 
 import torch
-from conftest import tiny_config
 
 from physok.models.tokeniser import Tokeniser
 from physok.models.tokeniser.adaptive_heads import AdaptiveEncoderHead
 from physok.ops.causal_conv3d import causal_conv3d_reference
 
 
-def test_subset_of_fields_runs_and_unused_rows_get_zero_gradient():
-    cfg = tiny_config()
+def test_subset_of_fields_runs_and_unused_rows_get_zero_gradient(make_config):
+    cfg = make_config()
     tok = Tokeniser(cfg)
     active = torch.tensor([2, 5, 11])
     x = torch.randn(2, 9, 3, 32, 32)
@@ -40,8 +39,8 @@ def test_encoder_head_equals_full_kernel_on_zero_padded_fields_rescaled():
     torch.testing.assert_close(head(x, active), expected)
 
 
-def test_field_order_follows_the_indices():
-    tok = Tokeniser(tiny_config()).double().eval()
+def test_field_order_follows_the_indices(make_config):
+    tok = Tokeniser(make_config()).double().eval()
     x = torch.randn(1, 9, 2, 32, 32, dtype=torch.float64)
     y = tok(x, [4, 9])
     y_swapped = tok(x.flip(2), [9, 4])

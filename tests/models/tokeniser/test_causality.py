@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from conftest import all_scale_combinations
 
 from physok.models.tokeniser import Tokeniser
+from physok.models.tokeniser.scales import all_scale_combinations
 
 T, GRID, N_FIELDS = 9, (32, 32), 3
 
@@ -61,11 +61,11 @@ def test_encoder_and_decoder_are_causal_for_every_scale_combination(tiny, inputs
                 assert dy[j] <= 1e-12, (scales, t, j, float(dy[j]))
 
 
-def test_depth_to_space_with_temporal_compression_is_chunk_causal_not_frame_causal(inputs):
+def test_depth_to_space_with_temporal_compression_is_chunk_causal_not_frame_causal(
+    inputs, make_config
+):
     """Documented limit: within a chunk a frame is decoded from the latent that saw the chunk."""
-    from conftest import tiny_config
-
-    tok = Tokeniser(tiny_config()).double().eval()
+    tok = Tokeniser(make_config()).double().eval()
     idx = torch.tensor([0, 1, 2])
     scales = ((1, 2), (2, 2), (1, 2))  # temporal compression 2: chunks {0}, {1,2}, {3,4}, ...
     x = inputs.clone()

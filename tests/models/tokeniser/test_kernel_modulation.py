@@ -7,13 +7,13 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config
 from einops import rearrange
 
 from physok.models.tokeniser import Tokeniser
 from physok.models.tokeniser.flexible_downsample import FlexibleDownsample
 from physok.models.tokeniser.flexible_upsample import DepthToSpaceUpsample, TransposedUpsample
 from physok.models.tokeniser.kernel_modulation import modulate_kernel
+from physok.models.tokeniser.scales import all_scale_combinations
 from physok.ops.causal_conv3d import causal_conv3d_reference
 
 
@@ -75,10 +75,8 @@ def test_depth_to_space_subsampling_equals_subsampled_base_upsample():
         torch.testing.assert_close(up(x, (st, ss)), expected)
 
 
-def test_whole_tokeniser_trains_shared_parameters_at_every_scale():
-    from conftest import all_scale_combinations
-
-    cfg = tiny_config()
+def test_whole_tokeniser_trains_shared_parameters_at_every_scale(make_config):
+    cfg = make_config()
     tok = Tokeniser(cfg).double()
     x = torch.randn(1, 9, 2, 32, 32, dtype=torch.float64)
     for scales in all_scale_combinations(cfg):

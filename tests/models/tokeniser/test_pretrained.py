@@ -6,14 +6,13 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
 
 from physok.checkpoint import CheckpointError
 from physok.models.tokeniser import Tokeniser
 
 
-def test_round_trip_restores_config_and_outputs(tmp_path):
-    tok = Tokeniser(tiny_config(upsampling="transposed")).eval()
+def test_round_trip_restores_config_and_outputs(tmp_path, make_config):
+    tok = Tokeniser(make_config(upsampling="transposed")).eval()
     tok.save_pretrained(tmp_path / "tok")
     loaded = Tokeniser.from_pretrained(tmp_path / "tok").eval()
     assert loaded.config == tok.config
@@ -22,8 +21,8 @@ def test_round_trip_restores_config_and_outputs(tmp_path):
         torch.testing.assert_close(loaded(x, [0, 1]), tok(x, [0, 1]), rtol=0, atol=0)
 
 
-def test_corrupt_or_mismatched_checkpoints_fail_clearly(tmp_path):
-    tok = Tokeniser(tiny_config())
+def test_corrupt_or_mismatched_checkpoints_fail_clearly(tmp_path, make_config):
+    tok = Tokeniser(make_config())
     path = tok.save_pretrained(tmp_path / "tok")
     # A checkpoint of another architecture: config and weights disagree.
     meta = json.loads((path / "config.json").read_text())

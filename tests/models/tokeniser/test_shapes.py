@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import all_scale_combinations, tiny_config
 
 from physok.models.tokeniser import Tokeniser, TokeniserConfig
-from physok.models.tokeniser.scales import latent_shape
+from physok.models.tokeniser.scales import all_scale_combinations, latent_shape
 
 
 @pytest.mark.parametrize("frames,grid", [(9, (32, 32)), (5, (64, 32)), (17, (32, 64))])
@@ -30,8 +29,8 @@ def test_every_scale_combination_round_trips_shapes(tiny, frames, grid):
         assert y.shape == x.shape, scales
 
 
-def test_rayleigh_benard_like_512x128_grid():
-    tok = Tokeniser(tiny_config()).eval()
+def test_rayleigh_benard_like_512x128_grid(make_config):
+    tok = Tokeniser(make_config()).eval()
     x = torch.randn(1, 9, 4, 512, 128)
     with torch.no_grad():
         z = tok.encode(x, [0, 1, 2, 3])
@@ -46,8 +45,8 @@ def test_paper_preset_eval_compression_matches_the_paper():
     assert cfg.latent_channels == 18 and cfg.channels == (16, 32, 64)
 
 
-def test_bad_shapes_name_the_problem():
-    tok = Tokeniser(tiny_config()).eval()
+def test_bad_shapes_name_the_problem(make_config):
+    tok = Tokeniser(make_config()).eval()
     with pytest.raises(ValueError, match="1 \\+ a multiple of 4"):
         tok.encode(torch.randn(1, 8, 2, 32, 32), [0, 1])
     with pytest.raises(ValueError, match="not divisible by the spatial compression 32"):
@@ -60,8 +59,8 @@ def test_bad_shapes_name_the_problem():
         tok.encode(torch.randn(1, 9, 2, 32, 32), [1, 1])
 
 
-def test_scales_are_sampled_in_training_and_fixed_in_eval():
-    cfg = tiny_config()
+def test_scales_are_sampled_in_training_and_fixed_in_eval(make_config):
+    cfg = make_config()
     tok = Tokeniser(cfg)
     g = torch.Generator().manual_seed(0)
     drawn = {tok.sample_scales(g) for _ in range(200)}

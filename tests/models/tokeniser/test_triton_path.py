@@ -10,7 +10,6 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_config
 
 from physok.models.tokeniser import Tokeniser
 from physok.models.tokeniser.residual_block import ResidualBlock
@@ -40,9 +39,9 @@ def _run(tok, x, idx, scales):
 
 
 @pytest.mark.parametrize("upsampling,scales", CASES)
-def test_triton_path_matches_reference_outputs_and_gradients(upsampling, scales):
+def test_triton_path_matches_reference_outputs_and_gradients(upsampling, scales, make_config):
     torch.manual_seed(0)
-    ref = Tokeniser(tiny_config(upsampling=upsampling, mid_res_blocks=0))
+    ref = Tokeniser(make_config(upsampling=upsampling, mid_res_blocks=0))
     fast = _with_backend(ref, "triton")
     x = torch.randn(1, 5, 3, 16, 16)
     idx = torch.tensor([4, 0, 9])
@@ -64,8 +63,8 @@ def test_triton_path_matches_reference_outputs_and_gradients(upsampling, scales)
         )
 
 
-def test_config_backend_option_reaches_every_conv():
-    tok = Tokeniser(tiny_config(kernel_backend="triton"))
+def test_config_backend_option_reaches_every_conv(make_config):
+    tok = Tokeniser(make_config(kernel_backend="triton"))
     backends = {m.backend for m in tok.modules() if hasattr(m, "backend")}
     assert backends == {"triton"}
 

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-call GPU check for a lent H100/H200: GPU-marked tests, then the benchmark suite.
+#
+#   bash bench/gpu_check.sh            # writes under $OUT (default: ./gpu_check_out)
+#
+# Uses only what the GPU image has (torch 2.11, triton 3.6, pytest, pytest-benchmark, h5py,
+# einops): no pip install. `kernels/` is importable as `physok_kernels` through a symlink shim, so
+# the repository need not be installed. Small pure-Python wheels placed in ./wheels (e.g.
+# heavyball, safetensors) are put on the path when present. Prints a short table last and writes
+# gpu_tests.txt, bench.json, summary.md and env.txt under $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/gpu_check_out}"
+mkdir -p "$OUT"
+SHIM="$(mktemp -d)"
+ln -s "$PWD/kernels" "$SHIM/physok_kernels"
+export PYTHONPATH="$PWD:$SHIM${PYTHONPATH:+:$PYTHONPATH}"
+for whl in wheels/*.whl; do
+    [ -e "$whl" ] && export PYTHONPATH="$PYTHONPATH:$PWD/$whl"
+done
+export PYTHONDONTWRITEBYTECODE=1
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    python -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.version.cuda)"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+
+# 1. GPU tests (real sizes, bf16 and fp32). ~3 minutes budget.
+timeout 240 python -m pytest -q -m gpu tests/ -p no:cacheprovider \
+    -o addopts="-ra --strict-markers" 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
+tests_rc=${PIPESTATUS[0]}
+
+# 2. Benchmarks: each fast path vs its reference, same run. ~4 minutes budget.
+timeout 300 python -m pytest -q bench/ --benchmark-only -p no:cacheprovider \
+    --benchmark-json="$OUT/bench.json" --benchmark-min-rounds=5 --benchmark-max-time=1.0 \
+    2>&1 | tail -15
+bench_rc=${PIPESTATUS[0]}
+
+python bench/summarise.py --markdown "$OUT/bench.json" > "$OUT/summary.md" 2>&1
+echo "== GPU tests rc=$tests_rc, benchmarks rc=$bench_rc =="
+python bench/summarise.py "$OUT/bench.json"
+rm -rf "$SHIM"

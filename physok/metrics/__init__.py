@@ -1,0 +1,1 @@
+"""Evaluation metrics: VRMSE (`physok.metrics.vrmse`)."""

@@ -1,0 +1,11 @@
+"""Training: checkpoint-aware stages, distributed setup and optimisers.
+
+Modules:
+    distributed       torchrun process group, device selection, DDP wrapping, teardown
+    optim             SOAP (heavyball) and AdamW builders; heavyball's compile switch
+    config_overrides  `--set KEY=VALUE` parsing and type checking for config dataclasses
+    tokeniser_stage   tokeniser pretraining (setup, build_loader, train_step, validate, train)
+    __main__          the CLI: `python -m physok.train tokeniser --help`
+
+Nothing heavy is imported here, so `python -m physok.train --help` starts quickly.
+"""

@@ -1,0 +1,193 @@
+"""Command line: `python -m physok.train tokeniser [options]` (see --help).
+
+Subcommands per stage (`tokeniser` now; `rollout` later); top-level options are reserved for
+whole-experiment switches. Run one process, or several with
+`torchrun --standalone --nproc_per_node=N -m physok.train tokeniser ...` (DDP).
+
+Exit status: 0 done, 2 bad options or data, 3 training stopped (e.g. non-finite loss),
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_CONFIG, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+def _add_tokeniser_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tokeniser",
+        help="pretrain the tokeniser (autoencode frames 1-9 of 10-frame windows)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Pretrain the causal-convolution tokeniser with MSE reconstruction of frames 1-9 "
+            "(SOAP, constant lr, grad clip 0.5). Options left out come from --config (or, with "
+            "--resume, from the run's checkpoint); --set overrides any config field."
+        ),
+    )
+    p.add_argument(
+        "--config",
+        choices=("fast", "paper"),
+        default=None,
+        help="preset (default: fast; with --resume: the run's own)",
+    )
+    p.add_argument("--data-dir", help="base folder holding <dataset>/data/{train,valid}")
+    p.add_argument(
+        "--datasets",
+        help="comma-separated dataset names, mixed with equal probability (one dataset per batch)",
+    )
+    p.add_argument("--run-dir", help="folder for checkpoints/ and metrics.jsonl")
+    p.add_argument("--steps", type=int, help="total optimiser steps")
+    p.add_argument("--batch-size", type=int, help="windows per batch per rank")
+    p.add_argument("--lr", type=float, help="learning rate (constant)")
+    p.add_argument("--val-every", type=int, help="validate every N steps")
+    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps")
+    p.add_argument("--seed", type=int, help="seed of init, data order and scale draws")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in --run-dir (fresh start if none)",
+    )
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable), e.g. --set grad_clip=1.0 or "
+                   "--set model.channels=[8,16,32]")  # fmt: skip
+    p.set_defaults(handler=_run_tokeniser)
+
+
+class _StageParser(argparse.ArgumentParser):
+    """Renders the presets' values in --help (imported only then: the stage pulls in torch)."""
+
+    def format_help(self) -> str:
+        if self.prog.endswith(" tokeniser") and self.epilog is None:
+            from physok.train.tokeniser_stage import TokeniserTrainConfig
+
+            fast, paper = (
+                TokeniserTrainConfig.fast().to_dict(),
+                TokeniserTrainConfig.paper().to_dict(),
+            )
+            rows = [f"  {k:<18} {json.dumps(fast[k]):<36} {json.dumps(paper[k])}" for k in fast]
+            self.epilog = (
+                "config fields (--set KEY=VALUE; also model.<TokeniserConfig key>), "
+                "fast and paper values:\n" + "\n".join(rows)
+            )
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m physok.train",
+        description="physok training stages. Run `python -m physok.train STAGE --help`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="STAGE", parser_class=_StageParser)
+    _add_tokeniser_parser(sub)
+    return parser
+
+
+_ARG_TO_FIELD = {
+    "data_dir": "data_dir",
+    "run_dir": "run_dir",
+    "steps": "steps",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "val_every": "val_every",
+    "ckpt_every": "ckpt_every",
+    "seed": "seed",
+    "device": "device",
+}
+
+
+def tokeniser_config_from_args(args: argparse.Namespace):  # -> TokeniserTrainConfig
+    """The stage config: preset (or the resumed run's config) + options + --set overrides."""
+    import dataclasses
+    from pathlib import Path
+
+    from physok import checkpoint as ckpt_io
+    from physok.train.config_overrides import ConfigError, apply_overrides
+    from physok.train.tokeniser_stage import CHECKPOINT_KIND, TokeniserTrainConfig
+
+    cfg = TokeniserTrainConfig.preset_named(args.config or "fast")
+    run_dir = Path(args.run_dir or cfg.run_dir)
+    if args.resume:
+        latest = ckpt_io.latest_checkpoint(run_dir)
+        if latest is not None:
+            meta = ckpt_io.read_checkpoint_config(latest, kind=CHECKPOINT_KIND)
+            saved = TokeniserTrainConfig.from_dict(
+                meta["train_config"] or {}, where=f"{latest / ckpt_io.CONFIG_FILE}"
+            )
+            if args.config is not None and args.config != saved.preset:
+                raise ConfigError(
+                    f"--config {args.config}: the run in {run_dir} was started with --config "
+                    f"{saved.preset}; drop --config when resuming"
+                )
+            cfg = saved
+    changes = {
+        f: getattr(args, a) for a, f in _ARG_TO_FIELD.items() if getattr(args, a) is not None
+    }
+    if args.datasets is not None:
+        changes["datasets"] = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    cfg = dataclasses.replace(cfg, **changes)
+    cfg = apply_overrides(cfg, args.overrides)
+    cfg.validate()
+    return cfg
+
+
+def _print_summary(result) -> None:
+    print("tokeniser pretraining finished")
+    print(f"  steps:       {result.steps}")
+    loss = "n/a" if result.final_loss is None else f"{result.final_loss:.6g}"
+    print(f"  final loss:  {loss}")
+    for name, value in result.val_vrmse.items():
+        print(f"  val VRMSE:   {name}: {value:.4f}")
+    print(f"  wall-clock:  {result.wall_clock_s:.1f} s")
+    print(f"  checkpoint:  {result.checkpoint}")
+    print(f"  run dir:     {result.run_dir}")
+    sys.stdout.flush()
+
+
+def _run_tokeniser(args: argparse.Namespace) -> int:
+    from physok.train import distributed as dist_utils
+    from physok.train.distributed import DistributedError
+    from physok.train.tokeniser_stage import TrainingError, train
+
+    ok = False
+    try:
+        cfg = tokeniser_config_from_args(args)
+        result = train(cfg, resume=args.resume)
+        is_main = dist_utils.get_rank() == 0
+        ok = True
+    except TrainingError as e:
+        _error(f"training stopped: {e}")
+        return EXIT_TRAINING
+    except (ValueError, DistributedError) as e:  # DataError, ConfigError, CheckpointError, ...
+        _error(str(e))
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        _error("interrupted; continue with --resume (from the last checkpoint)")
+        return EXIT_INTERRUPTED
+    finally:
+        dist_utils.teardown(sync=ok)
+    if is_main:
+        _print_summary(result)
+    return EXIT_OK
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

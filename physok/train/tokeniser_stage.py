@@ -1,0 +1,785 @@
+"""Tokeniser pretraining: autoencode frames 1-9 of 10-frame windows with MSE (DESIGN.md §5).
+
+Layout (read top to bottom): `TokeniserTrainConfig` and its presets; `setup` builds everything
+(process group, datasets, model, optimiser, resume state); `build_datasets` / `build_loader`
+make the data pipeline (one dataset per batch, equal probability, disjoint shards per rank);
+`train_step` is one optimiser step; `validate` measures reconstruction VRMSE per dataset;
+`save_checkpoint` / `resume` persist and restore the complete state; `train` is the loop.
+
+Determinism (what makes a resumed run equal an uninterrupted one): the model is initialised
+from `seed`; the batch sequence is a pure function of (seed, rank, step) (MixedBatchSampler with
+`start_batch`); the compression scales of step s come from a generator seeded with
+(seed, s); optimiser state and every RNG state are checkpointed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm.auto import tqdm
+
+from physok import checkpoint as ckpt_io
+from physok.data.errors import DataError
+from physok.data.generators import GENERATORS
+from physok.data.mixing import MixedBatchSampler, concat
+from physok.data.reader import WellWindowDataset
+from physok.data.registry import WELL_CHANNELS, FieldRegistry
+from physok.metrics.vrmse import vrmse
+from physok.models.tokeniser import Tokeniser, TokeniserConfig
+from physok.ops.rms_normalise import rms_normalise
+from physok.train import distributed as dist_utils
+from physok.train.config_overrides import ConfigError, config_from_dict
+from physok.train.distributed import DistContext
+from physok.train.optim import OPTIMISERS, build_optimizer
+
+CHECKPOINT_KIND = "tokeniser"
+METRICS_FILE = "metrics.jsonl"
+
+
+class TrainingError(RuntimeError):
+    """Training stopped (e.g. a non-finite loss); the message says what and how to proceed."""
+
+
+# ---- configuration ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TokeniserTrainConfig:
+    """Everything the tokeniser pretraining stage needs; presets `fast()` and `paper()`."""
+
+    preset: str = "fast"
+    # data: `<data_dir>/<dataset>/data/{train,valid}/*.hdf5` (The Well layout)
+    data_dir: str = "data"
+    datasets: tuple[str, ...] = ("euler_multi_quadrants_periodicBC",)
+    window: int = 10  # frames read per sample (the experiment's windows)
+    input_frames: int = 9  # frames 1..9 are autoencoded; must be 1 + 2^n
+    num_workers: int = 0
+    # model: a TokeniserConfig preset plus overrides (`--set model.channels=[8,16,32]`)
+    model_preset: str = "fast"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    # optimisation
+    optimizer: str = "soap"
+    lr: float = 1e-3  # constant (DESIGN §5, our choice)
+    betas: tuple[float, float] = (0.95, 0.95)
+    weight_decay: float = 0.01
+    grad_clip: float = 0.5
+    batch_size: int = 2  # per rank
+    steps: int = 600
+    amp: bool = True  # bf16 autocast, CUDA only
+    compile_optimizer: bool | None = None  # heavyball kernels; None: on CUDA only
+    # validation: reconstruction VRMSE on a fixed subset of `val_windows` windows per dataset
+    val_every: int = 50
+    val_windows: int = 32
+    val_batch_size: int = 4
+    val_at_start: bool = True
+    # checkpoints and logs
+    run_dir: str = "runs/tokeniser"
+    ckpt_every: int = 100
+    keep_checkpoints: int = 3
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    @classmethod
+    def fast(cls, **overrides: Any) -> TokeniserTrainConfig:
+        """Minutes on a 2-core CPU with the fast tokeniser; learns clearly on generated Euler."""
+        return dataclasses.replace(cls(), **overrides)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> TokeniserTrainConfig:
+        """The paper's recipe: SOAP, lr 1e-3 constant, 168,000 steps of batch 2 per rank."""
+        base = cls(
+            preset="paper",
+            model_preset="paper",
+            steps=168_000,
+            num_workers=4,
+            val_every=2_100,
+            val_windows=256,
+            val_batch_size=8,
+            ckpt_every=2_100,
+            run_dir="runs/tokeniser_paper",
+        )
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
+    def preset_named(cls, name: str, **overrides: Any) -> TokeniserTrainConfig:
+        presets = {"fast": cls.fast, "paper": cls.paper}
+        if name not in presets:
+            raise ConfigError(f"--config {name!r}: choose one of {sorted(presets)}")
+        return presets[name](**overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "train_config") -> TokeniserTrainConfig:
+        return config_from_dict(cls, data, where)
+
+    def validate(self) -> None:
+        """Option-level checks (data-dependent ones happen in `build_datasets`)."""
+
+        def bad(option: str, why: str) -> ConfigError:
+            return ConfigError(f"{option}: {why}")
+
+        if not self.datasets:
+            raise bad("--datasets", "give at least one dataset name")
+        if len(set(self.datasets)) != len(self.datasets):
+            raise bad("--datasets", f"names repeat: {list(self.datasets)}")
+        n = self.input_frames - 1
+        if n < 1 or n & (n - 1):
+            raise bad(
+                "input_frames",
+                f"{self.input_frames} frames is not 1 + 2^n (the tokeniser compresses time by "
+                "powers of two): use e.g. 9 (--set input_frames=9)",
+            )
+        if self.window < self.input_frames:
+            raise bad(
+                "window",
+                f"windows of {self.window} frames cannot hold input_frames={self.input_frames}; "
+                "set window >= input_frames",
+            )
+        for option, value in (
+            ("--steps", self.steps),
+            ("--batch-size", self.batch_size),
+            ("--val-every", self.val_every),
+            ("--ckpt-every", self.ckpt_every),
+            ("val_windows", self.val_windows),
+            ("val_batch_size", self.val_batch_size),
+            ("keep_checkpoints", self.keep_checkpoints),
+        ):
+            if value < 1:
+                raise bad(option, f"must be >= 1, got {value}")
+        if not self.lr > 0:
+            raise bad("--lr", f"must be > 0, got {self.lr}")
+        if not self.grad_clip > 0:
+            raise bad("grad_clip", f"must be > 0, got {self.grad_clip}")
+        if self.optimizer not in OPTIMISERS:
+            raise bad("optimizer", f"must be one of {OPTIMISERS}, got {self.optimizer!r}")
+        if self.num_workers < 0:
+            raise bad("num_workers", "must be >= 0")
+
+    def model_config(self, default_fields: Sequence[str] | None = None) -> TokeniserConfig:
+        """The TokeniserConfig: preset + overrides (`default_fields` unless field_names given)."""
+        overrides = dict(self.model_overrides)
+        if "field_names" not in overrides and default_fields is not None:
+            overrides["field_names"] = tuple(default_fields)
+        try:
+            base = TokeniserConfig.preset(self.model_preset).to_dict()
+            base.update(overrides)
+            return TokeniserConfig.from_dict(base)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model config (model_preset / --set model.*): {e}") from None
+
+
+# Settings that define the trajectory of a run: changing them on resume makes the result differ
+# from an uninterrupted run (allowed, with a warning) or is impossible (rejected).
+_RESUME_FIXED = ("datasets", "optimizer", "model_preset", "model_overrides")
+_RESUME_WARN = (
+    "window",
+    "input_frames",
+    "lr",
+    "betas",
+    "weight_decay",
+    "grad_clip",
+    "batch_size",
+    "seed",
+    "amp",
+)
+
+
+# ---- setup ------------------------------------------------------------------------------------
+@dataclass
+class Stage:
+    """Everything `train` works with, built by `setup`."""
+
+    cfg: TokeniserTrainConfig
+    ctx: DistContext
+    tokeniser: Tokeniser  # the plain module (checkpoints, validation)
+    model: nn.Module  # what the step runs: DDP-wrapped under torchrun
+    optimizer: torch.optim.Optimizer
+    train_sets: list[WellWindowDataset]
+    val_sets: list[WellWindowDataset]
+    registry: FieldRegistry
+    run_dir: Path
+    start_step: int = 0
+    elapsed_before: float = 0.0  # wall-clock of earlier segments of a resumed run
+    resumed_from: Path | None = None
+    resumed_metrics: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _dataset_dir(cfg: TokeniserTrainConfig, name: str) -> Path:
+    base = Path(cfg.data_dir)
+    if not base.is_dir():
+        raise ConfigError(
+            f"--data-dir {base} does not exist; generate data with `python -m physok.data "
+            f"generate --dataset {name} --out {base}` or point --data-dir at a Well copy"
+        )
+    path = base / name
+    if path.is_dir():
+        return path
+    known = sorted(set(GENERATORS) | set(WELL_CHANNELS))
+    if name in known:
+        raise ConfigError(
+            f"--datasets {name}: folder {path} is missing; generate it with `python -m "
+            f"physok.data generate --dataset {name} --out {base}`"
+        )
+    present = sorted(p.name for p in base.iterdir() if (p / "data").is_dir())
+    raise ConfigError(
+        f"--datasets {name}: unknown dataset (no folder {path}); datasets in {base}: "
+        f"{present or 'none'}; known names: {known}"
+    )
+
+
+def build_datasets(
+    cfg: TokeniserTrainConfig,
+    registry: FieldRegistry,
+    split: str,
+    field_names: Sequence[str] | None = None,
+) -> list[WellWindowDataset]:
+    """One WellWindowDataset per `cfg.datasets` entry, sharing (and extending) `registry`.
+
+    With `field_names` (a tokeniser's fixed head registry) every channel must already be in it.
+    """
+    out = []
+    for name in cfg.datasets:
+        ds = WellWindowDataset(_dataset_dir(cfg, name), split, window=cfg.window, registry=registry)
+        if field_names is not None:
+            missing = [c for c in ds.channel_names if c not in field_names]
+            if missing:
+                raise ConfigError(
+                    f"--datasets {name}: channels {missing} are not in the tokeniser's "
+                    f"field_names {list(field_names)}; add them at the end of model.field_names "
+                    "or train a tokeniser whose registry includes them"
+                )
+        for size in ds.grid_shape:
+            if size < 1 or size & (size - 1):
+                raise ConfigError(
+                    f"--datasets {name}: grid {ds.grid_shape} is not a power of two in each "
+                    "dimension, which the tokeniser's spatial compression needs; regenerate "
+                    "with --resolution 64 (or another power of two)"
+                )
+        out.append(ds)
+    return out
+
+
+def collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack windows of one dataset: fields (B, T, C, X, Y), field_indices (C,), dataset name."""
+    names = {s["dataset"] for s in samples}
+    if len(names) != 1:
+        raise DataError(f"a batch mixes datasets {sorted(names)}; batches must be single-dataset")
+    return {
+        "fields": torch.stack([s["fields"] for s in samples]),
+        "field_indices": samples[0]["field_indices"],
+        "dataset": samples[0]["dataset"],
+    }
+
+
+def build_loader(
+    datasets: Sequence[WellWindowDataset],
+    cfg: TokeniserTrainConfig,
+    ctx: DistContext,
+    start_batch: int = 0,
+) -> DataLoader:
+    """Batches for steps start_batch..cfg.steps-1: one dataset per batch (equal probability),
+    this rank's disjoint shard; `start_batch` resumes the exact sequence."""
+    for ds in datasets:
+        if len(ds) // ctx.world_size < cfg.batch_size:
+            raise ConfigError(
+                f"--batch-size {cfg.batch_size}: dataset {ds.dataset_name} has {len(ds)} training "
+                f"windows, fewer than {cfg.batch_size} per rank for {ctx.world_size} rank(s); "
+                "lower the batch size or generate more trajectories"
+            )
+    data, lengths = concat(datasets)
+    sampler = MixedBatchSampler(
+        lengths,
+        cfg.batch_size,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        seed=cfg.seed,
+        num_batches=max(0, cfg.steps - start_batch),
+        start_batch=start_batch,
+    )
+    return DataLoader(
+        data,
+        batch_sampler=sampler,
+        collate_fn=collate_windows,
+        num_workers=cfg.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def _base_registry(field_names: Sequence[str] | None) -> FieldRegistry:
+    return FieldRegistry(list(field_names)) if field_names is not None else FieldRegistry.default()
+
+
+def setup(cfg: TokeniserTrainConfig, *, resume: bool = False) -> Stage:
+    """Process group, datasets, model, optimiser; restores the latest checkpoint if `resume`."""
+    cfg.validate()
+    ctx = dist_utils.init_distributed(cfg.device)
+    run_dir = Path(cfg.run_dir)
+    latest = ckpt_io.latest_checkpoint(run_dir)
+    if latest is not None and not resume:
+        raise ConfigError(
+            f"--run-dir {run_dir} already holds checkpoints (latest {latest.name}); pass "
+            "--resume to continue that run or choose another --run-dir"
+        )
+    notes = []
+    ckpt = None
+    if resume and latest is not None:
+        ckpt = ckpt_io.load_checkpoint(latest, kind=CHECKPOINT_KIND)
+        notes += _check_resume_config(cfg, ckpt)
+    elif resume:
+        notes.append(f"no checkpoint in {run_dir}: starting from step 0")
+
+    # Field registry of the tokeniser heads: fixed by a checkpoint or an explicit
+    # model.field_names; otherwise the default registry extended with the datasets' channels.
+    fixed_fields = None
+    if ckpt is not None:
+        fixed_fields = _checkpoint_model_config(ckpt).field_names
+    elif "field_names" in cfg.model_overrides:
+        fixed_fields = tuple(cfg.model_overrides["field_names"])
+    registry = _base_registry(fixed_fields)
+    train_sets = build_datasets(cfg, registry, "train", fixed_fields)
+    val_sets = build_datasets(cfg, registry, "valid", fixed_fields)
+    if ckpt is not None:
+        model_cfg = _checkpoint_model_config(ckpt)
+    else:
+        model_cfg = cfg.model_config(registry.names)
+    check_shapes(cfg, model_cfg, train_sets)
+
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank and every rerun
+    tokeniser = Tokeniser(model_cfg).to(ctx.device)
+    if ckpt is not None:
+        ckpt_io.load_model_state(tokeniser, ckpt)
+    model = dist_utils.wrap_ddp(tokeniser, ctx)
+    optimizer = build_optimizer(
+        cfg.optimizer,
+        tokeniser.parameters(),
+        lr=cfg.lr,
+        betas=cfg.betas,
+        weight_decay=cfg.weight_decay,
+        compile=cfg.compile_optimizer,
+    )
+    stage = Stage(
+        cfg, ctx, tokeniser, model, optimizer, train_sets, val_sets, registry, run_dir, notes=notes
+    )
+    if ckpt is not None:
+        resume_from(stage, ckpt)
+    return stage
+
+
+def _checkpoint_model_config(ckpt: ckpt_io.Checkpoint) -> TokeniserConfig:
+    try:
+        return TokeniserConfig.from_dict(ckpt.model_config)
+    except (TypeError, ValueError) as e:
+        raise ckpt_io.CheckpointError(
+            f"{ckpt.path / ckpt_io.CONFIG_FILE}: model_config is not a valid tokeniser config "
+            f"({e}); the file was edited or comes from another physok version"
+        ) from None
+
+
+def check_shapes(
+    cfg: TokeniserTrainConfig, model_cfg: TokeniserConfig, datasets: Sequence[WellWindowDataset]
+) -> None:
+    """Every scale the tokeniser may draw must fit the frames and every dataset's grid."""
+    max_t = math.prod(max(ts) for ts in model_cfg.temporal_scales)
+    max_s = math.prod(max(ss) for ss in model_cfg.spatial_scales)
+    if (cfg.input_frames - 1) % max_t:
+        raise ConfigError(
+            f"input_frames={cfg.input_frames}: the tokeniser may compress time by {max_t}, so "
+            f"input_frames - 1 must be a multiple of {max_t} (e.g. 9); or lower "
+            "model.temporal_scales"
+        )
+    for ds in datasets:
+        if any(n % max_s for n in ds.grid_shape):
+            raise ConfigError(
+                f"--datasets {ds.dataset_name}: grid {ds.grid_shape} is not divisible by the "
+                f"largest spatial compression {max_s} the tokeniser may draw; use a larger "
+                "power-of-two grid or smaller model.spatial_scales"
+            )
+
+
+def _check_resume_config(cfg: TokeniserTrainConfig, ckpt: ckpt_io.Checkpoint) -> list[str]:
+    saved = ckpt.train_config or {}
+    now = cfg.to_dict()
+    fixed = [k for k in _RESUME_FIXED if k in saved and saved[k] != now[k]]
+    if fixed:
+        diffs = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in fixed)
+        raise ConfigError(
+            f"--resume: {ckpt.path} was trained with different settings ({diffs}); these cannot "
+            "change within a run: drop the options or start a new --run-dir"
+        )
+    changed = [k for k in _RESUME_WARN if k in saved and saved[k] != now[k]]
+    if changed:
+        diffs = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in changed)
+        return [
+            f"resuming with changed settings ({diffs}): the run will differ from an "
+            "uninterrupted one"
+        ]
+    return []
+
+
+# ---- RNG state (checkpointed so a resumed run continues every random stream) -------------------
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()  # noqa: NPY002 (the legacy global stream itself)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        # numpy's state as tensors and ints so train_state.pt loads with weights_only=True
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def scale_generator(seed: int, step: int) -> torch.Generator:
+    """The generator that draws step `step`'s compression scales (same on every rank)."""
+    mixed = int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])
+    return torch.Generator().manual_seed(mixed)
+
+
+# ---- one step ---------------------------------------------------------------------------------
+def normalised_input(fields: torch.Tensor, input_frames: int) -> torch.Tensor:
+    """Frames 1..input_frames of a (B, T, C, X, Y) window, RMS-normalised per sample and field."""
+    x, _ = rms_normalise(fields[:, :input_frames])
+    return x
+
+
+def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE in normalised units, in float32 whatever the autocast dtype."""
+    return F.mse_loss(recon.float(), target.float())
+
+
+@dataclass
+class StepOutput:
+    loss: float  # mean over ranks
+    grad_norm: float
+    finite: bool
+    dataset: str
+
+
+def train_step(
+    stage: Stage, batch: dict[str, Any], scales: tuple[tuple[int, int], ...]
+) -> StepOutput:
+    """Forward, MSE on frames 1-9, backward, clip to `grad_clip`, optimiser step.
+
+    The step is skipped (and `finite` False on every rank) when the loss or the gradient norm
+    is NaN/Inf, so the weights never take a non-finite update.
+    """
+    cfg, dev = stage.cfg, stage.ctx.device
+    fields = batch["fields"].to(dev, non_blocking=True)
+    x = normalised_input(fields, cfg.input_frames)
+    idx = batch["field_indices"].to(dev)
+    stage.model.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
+        recon = stage.model(x, idx, scales=scales)
+    loss = reconstruction_loss(recon, x)
+    stage.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(stage.tokeniser.parameters(), cfg.grad_clip)
+    # One reduction: the mean loss for the log and a "some rank is non-finite" flag, so every
+    # rank takes the same decision (gradients are already averaged by DDP).
+    stats = torch.stack(
+        [loss.detach().float(), (~torch.isfinite(loss) | ~torch.isfinite(grad_norm)).float()]
+    )
+    dist_utils.all_reduce_sum(stats)
+    loss_mean, bad = (stats[0] / stage.ctx.world_size).item(), stats[1].item() > 0
+    if not bad:
+        stage.optimizer.step()
+    return StepOutput(loss_mean, float(grad_norm), not bad, batch["dataset"])
+
+
+# ---- validation -------------------------------------------------------------------------------
+def validation_indices(n_windows: int, n: int) -> list[int]:
+    """A fixed, evenly spread subset of `n` window indices (all when fewer exist)."""
+    if n >= n_windows:
+        return list(range(n_windows))
+    return np.unique(np.rint(np.linspace(0, n_windows - 1, n)).astype(np.int64)).tolist()
+
+
+@torch.no_grad()
+def validate(stage: Stage) -> dict[str, float]:
+    """Reconstruction VRMSE per dataset (eval scales) on a fixed subset of validation windows.
+
+    Ranks split the subset and sum their results, so the value does not depend on world size.
+    """
+    cfg, ctx, tok = stage.cfg, stage.ctx, stage.tokeniser
+    was_training = tok.training
+    tok.eval()
+    out = {}
+    for ds in stage.val_sets:
+        indices = validation_indices(len(ds), cfg.val_windows)[ctx.rank :: ctx.world_size]
+        loader = DataLoader(
+            Subset(ds, indices),
+            batch_size=cfg.val_batch_size,
+            collate_fn=collate_windows,
+            num_workers=cfg.num_workers,
+        )
+        total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
+        for batch in loader:
+            x = normalised_input(batch["fields"].to(ctx.device), cfg.input_frames)
+            idx = batch["field_indices"].to(ctx.device)
+            with torch.autocast(
+                "cuda", torch.bfloat16, enabled=cfg.amp and ctx.device.type == "cuda"
+            ):
+                recon = tok(x, idx, scales=tok.eval_scales)
+            per_sample = vrmse(recon.float(), x, reduce="sample")
+            total[0] += per_sample.double().sum()
+            total[1] += per_sample.numel()
+        dist_utils.all_reduce_sum(total)
+        out[ds.dataset_name] = float(total[0] / total[1].clamp_min(1))
+    tok.train(was_training)
+    return out
+
+
+# ---- checkpoints ------------------------------------------------------------------------------
+def save_checkpoint(stage: Stage, step: int, elapsed: float, metrics: dict[str, Any]) -> Path:
+    """Checkpoint weights, configs, optimiser, RNG (every rank's) and data position (rank 0)."""
+    rng = dist_utils.all_gather_object(_rng_state())
+    path = None
+    if stage.ctx.is_main:
+        train_state = {
+            "step": step,
+            "optimizer": stage.optimizer.state_dict(),
+            "rng": rng,
+            "data": {"batches_consumed": step, "world_size": stage.ctx.world_size},
+            "elapsed_s": elapsed,
+        }
+        path = ckpt_io.save_checkpoint(
+            stage.run_dir,
+            step,
+            kind=CHECKPOINT_KIND,
+            model=stage.tokeniser,
+            model_config=stage.tokeniser.config.to_dict(),
+            train_config=stage.cfg.to_dict(),
+            train_state=train_state,
+            metrics=metrics,
+            field_names=stage.registry.names,
+            keep=stage.cfg.keep_checkpoints,
+        )
+    path = dist_utils.broadcast_object(path)
+    return Path(path)
+
+
+def resume_from(stage: Stage, ckpt: ckpt_io.Checkpoint) -> None:
+    """Restore optimiser, step, data position, elapsed time and RNG from `ckpt` (weights are
+    already loaded by `setup`)."""
+    state = ckpt.load_train_state()
+    try:
+        stage.optimizer.load_state_dict(state["optimizer"])
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise ckpt_io.CheckpointError(
+            f"{ckpt.path / ckpt_io.TRAIN_STATE_FILE}: optimiser state does not fit this "
+            f"optimiser ({e}); resume with the optimizer the run was started with"
+        ) from None
+    stage.start_step = int(state["step"])
+    stage.elapsed_before = float(state.get("elapsed_s", 0.0))
+    stage.resumed_from = ckpt.path
+    stage.resumed_metrics = dict(ckpt.metrics)
+    rngs = state["rng"]
+    saved_world = int(state["data"]["world_size"])
+    if saved_world != stage.ctx.world_size:
+        stage.notes.append(
+            f"resuming a {saved_world}-rank run on {stage.ctx.world_size} rank(s): data shards "
+            "differ, so the run will not equal an uninterrupted one"
+        )
+    _set_rng_state(rngs[stage.ctx.rank] if stage.ctx.rank < len(rngs) else rngs[0])
+
+
+# ---- the loop ---------------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float | None
+    val_vrmse: dict[str, float]
+    wall_clock_s: float
+    checkpoint: Path | None
+    run_dir: Path
+    resumed_from: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class MetricsLog:
+    """`metrics.jsonl` in the run dir (rank 0 only): one JSON object per step or validation."""
+
+    def __init__(self, path: Path, enabled: bool, keep_through_step: int | None) -> None:
+        self.path, self.enabled = path, enabled
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = []
+        if keep_through_step is not None and path.exists():
+            # A resumed run replays the steps after its checkpoint: drop their old records.
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line).get("step", 0) <= keep_through_step:
+                        kept.append(line)
+                except json.JSONDecodeError:
+                    break  # a line cut by the crash
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+        self._f = open(path, "a", buffering=1)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            self._f.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        if self.enabled:
+            self._f.close()
+
+
+def train(cfg: TokeniserTrainConfig, *, resume: bool = False) -> TrainResult:
+    """Run (or resume) tokeniser pretraining to `cfg.steps`; see the module docstring."""
+    stage = setup(cfg, resume=resume)
+    try:
+        return _train_loop(stage)
+    finally:
+        for ds in (*stage.train_sets, *stage.val_sets):
+            ds.close()
+
+
+def _train_loop(stage: Stage) -> TrainResult:
+    cfg, ctx = stage.cfg, stage.ctx
+    main = ctx.is_main
+    log = MetricsLog(
+        stage.run_dir / METRICS_FILE, main, stage.start_step if stage.resumed_from else None
+    )
+    for note in stage.notes:
+        if main:
+            print(f"note: {note}", flush=True)
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return stage.elapsed_before + time.perf_counter() - t0
+
+    step = stage.start_step
+    val: dict[str, float] = dict(stage.resumed_metrics.get("val_vrmse") or {})
+    val_step: int | None = stage.resumed_metrics.get("val_step")
+    last_loss: float | None = stage.resumed_metrics.get("loss")
+    ckpt_path = stage.resumed_from
+    if step >= cfg.steps:
+        note = f"the run is already at step {step} (--steps {cfg.steps}): nothing to train"
+        stage.notes.append(note)
+        if main:
+            print(f"note: {note}", flush=True)
+
+    def run_validation() -> None:
+        nonlocal val, val_step
+        tv = time.perf_counter()
+        val, val_step = validate(stage), step
+        log.write(
+            {
+                "kind": "val",
+                "step": step,
+                "val_vrmse": val,
+                "val_vrmse_mean": float(np.mean(list(val.values()))),
+                "val_time_s": time.perf_counter() - tv,
+                "elapsed_s": elapsed(),
+            }
+        )
+
+    if cfg.val_at_start and step == 0:
+        run_validation()
+    loader = build_loader(stage.train_sets, cfg, ctx, start_batch=step)
+    bar = tqdm(
+        total=cfg.steps,
+        initial=step,
+        desc="tokeniser",
+        unit="step",
+        disable=not (main and cfg.progress),
+        dynamic_ncols=True,
+    )
+    global_batch = cfg.batch_size * ctx.world_size
+    try:
+        for batch in loader:
+            ts = time.perf_counter()
+            scales = stage.tokeniser.sample_scales(scale_generator(cfg.seed, step))
+            out = train_step(stage, batch, scales)
+            if not out.finite:
+                last = ckpt_io.latest_checkpoint(stage.run_dir)
+                raise TrainingError(
+                    f"non-finite loss or gradient at step {step + 1} (loss {out.loss}, grad norm "
+                    f"{out.grad_norm}, dataset {out.dataset}); the step was not applied and no "
+                    "checkpoint was written. Last good checkpoint: "
+                    f"{last if last is not None else 'none'}. Lower --lr or grad_clip and "
+                    "continue with --resume, or check the data"
+                )
+            step += 1
+            last_loss = out.loss
+            dt = time.perf_counter() - ts
+            log.write(
+                {
+                    "kind": "train",
+                    "step": step,
+                    "loss": out.loss,
+                    "lr": stage.optimizer.param_groups[0]["lr"],
+                    "grad_norm": out.grad_norm,
+                    "dataset": out.dataset,
+                    "scales": [list(s) for s in scales],
+                    "step_time_s": dt,
+                    "steps_per_s": 1.0 / dt,
+                    "samples_per_s": global_batch / dt,
+                    "elapsed_s": elapsed(),
+                }
+            )
+            bar.update(1)
+            bar.set_postfix(loss=f"{out.loss:.4g}", refresh=False)
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                run_validation()
+                bar.set_postfix(loss=f"{out.loss:.4g}", val=f"{np.mean(list(val.values())):.4g}")
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                metrics = {
+                    "loss": last_loss,
+                    "val_vrmse": val,
+                    "val_step": val_step,
+                    "elapsed_s": elapsed(),
+                }
+                ckpt_path = save_checkpoint(stage, step, elapsed(), metrics)
+    finally:
+        bar.close()
+        log.close()
+    if step < cfg.steps:
+        raise TrainingError(f"the data loader stopped at step {step} of {cfg.steps}")
+    if not val and step > 0:
+        run_validation()
+    return TrainResult(
+        step, last_loss, val, elapsed(), ckpt_path, stage.run_dir, stage.resumed_from, stage.notes
+    )

@@ -1,0 +1,96 @@
+"""SOAP and AdamW builders: heavyball's compile switch, exact state round trips, bad options."""
+
+from __future__ import annotations
+
+import io
+
+import heavyball
+import heavyball.utils
+import pytest
+import torch
+from torch import nn
+
+from physok.train import optim
+
+
+@pytest.fixture(autouse=True)
+def _restore_heavyball_global():
+    saved = heavyball.utils.compile_mode
+    yield
+    heavyball.utils.compile_mode = saved
+
+
+def _net(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 6, 3), nn.Flatten(), nn.Linear(6 * 4 * 4, 3))
+
+
+def _steps(model: nn.Module, opt: torch.optim.Optimizer, n: int, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n):
+        x = torch.randn(4, 2, 6, 6, generator=g)
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+
+
+def test_soap_on_cpu_switches_heavyball_compile_off_and_cuda_default_on() -> None:
+    heavyball.utils.compile_mode = "max-autotune-no-cudagraphs"
+    opt = optim.build_soap(_net().parameters(), lr=1e-3)
+    assert isinstance(opt, heavyball.SOAP)
+    assert heavyball.utils.compile_mode is None and not optim.heavyball_compile_enabled()
+    optim.build_soap(_net().parameters(), compile=True)  # explicit request wins
+    assert heavyball.utils.compile_mode == "max-autotune-no-cudagraphs"
+    group = opt.param_groups[0]
+    assert group["lr"] == 1e-3 and tuple(group["betas"]) == (0.95, 0.95)
+    assert group["weight_decay"] == 0.01
+
+
+def test_soap_state_round_trips_exactly_through_weights_only_load() -> None:
+    a = _net(1)
+    opt_a = optim.build_soap(a.parameters(), lr=3e-3, precondition_frequency=2)
+    _steps(a, opt_a, 5, seed=0)
+    buf = io.BytesIO()
+    torch.save({"model": a.state_dict(), "opt": opt_a.state_dict()}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    b = _net(2)
+    b.load_state_dict(saved["model"])
+    opt_b = optim.build_soap(b.parameters(), lr=3e-3, precondition_frequency=2)
+    opt_b.load_state_dict(saved["opt"])
+    _steps(a, opt_a, 4, seed=1)  # crosses preconditioner refreshes
+    _steps(b, opt_b, 4, seed=1)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_adamw_defaults_and_round_trip() -> None:
+    a = _net(3)
+    opt = optim.build_adamw(a.parameters())
+    group = opt.param_groups[0]
+    assert group["lr"] == 2e-4 and group["eps"] == 1e-10 and group["weight_decay"] == 1e-4
+    assert not group["fused"]  # CPU
+    _steps(a, opt, 2, seed=0)
+    buf = io.BytesIO()
+    torch.save(opt.state_dict(), buf)
+    buf.seek(0)
+    opt2 = optim.build_adamw(a.parameters())
+    opt2.load_state_dict(torch.load(buf, weights_only=True))
+    assert opt2.state_dict()["state"][0]["step"] == 2
+
+
+def test_build_optimizer_by_name_and_bad_options() -> None:
+    assert isinstance(
+        optim.build_optimizer(
+            "adamw", _net().parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0
+        ),
+        torch.optim.AdamW,
+    )
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        optim.build_optimizer("sgd", _net().parameters(), lr=1, betas=(0.9, 0.9), weight_decay=0)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        optim.build_soap(_net().parameters(), lr=0.0)
+    with pytest.raises(ValueError, match="betas must be two numbers"):
+        optim.build_adamw(_net().parameters(), betas=(0.9, 1.0))
+    with pytest.raises(ValueError, match="no parameters"):
+        optim.build_soap([])
