@@ -26,13 +26,19 @@ export PYTHONDONTWRITEBYTECODE=1
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-# 1. GPU tests (real sizes, bf16 and fp32). ~3 minutes budget.
-timeout 240 python -m pytest -q -m gpu tests/ -p no:cacheprovider \
+# 1. GPU tests (real sizes, bf16 and fp32). ~3 minutes budget. Test modules needing packages
+#    the image lacks (the_well, safetensors, heavyball) fail to collect; they hold no GPU tests,
+#    so collection continues past them.
+# Folders holding GPU-marked tests (their conftests import only torch and physok's models);
+# add a folder here when it gains GPU tests.
+GPU_TEST_DIRS="tests/kernels tests/ops tests/models"
+timeout 240 python -m pytest -q -m gpu $GPU_TEST_DIRS -p no:cacheprovider --continue-on-collection-errors \
     -o addopts="-ra --strict-markers" 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
 tests_rc=${PIPESTATUS[0]}
 
 # 2. Benchmarks: each fast path vs its reference, same run. ~4 minutes budget.
 timeout 300 python -m pytest -q bench/ --benchmark-only -p no:cacheprovider \
+    --continue-on-collection-errors \
     --benchmark-json="$OUT/bench.json" --benchmark-min-rounds=5 --benchmark-max-time=1.0 \
     2>&1 | tail -15
 bench_rc=${PIPESTATUS[0]}

@@ -21,9 +21,14 @@ def _is_reference(name: str) -> bool:
 
 
 def summarise(data: dict) -> list[dict]:
+    # A group compares implementations at one parameter set (e.g. grid size): the reference
+    # of `test_x[64x64]` is the reference entry with the same `[64x64]`.
     groups: dict[str, list[dict]] = defaultdict(list)
     for b in data.get("benchmarks", []):
-        groups[b.get("group") or b["name"]].append(b)
+        key = b.get("group") or b["name"]
+        if b.get("param"):
+            key = f"{key}[{b['param']}]"
+        groups[key].append(b)
     rows = []
     for group, items in sorted(groups.items()):
         refs = [b for b in items if _is_reference(b["name"])]
