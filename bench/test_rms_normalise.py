@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from cuda_timing import cuda_seconds
 
 from physok.data import normalise as reference
 
@@ -33,24 +34,12 @@ def _synced(fn: Callable[[], object]) -> Callable[[], None]:
     return run
 
 
-def _cuda_seconds(fn: Callable[[], object], reps: int = 20) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / 1e3 / reps
-
-
 @pytest.fixture(scope="module", params=list(DTYPES))
 def case(request: pytest.FixtureRequest) -> dict:
     dtype = DTYPES[request.param]
     x = (torch.randn(SHAPE, device="cuda") * 3.0 + 1.0).to(dtype)
     nbytes = x.numel() * x.element_size()
-    copy_gbps = 2 * nbytes / _cuda_seconds(x.clone) / 1e9
+    copy_gbps = 2 * nbytes / cuda_seconds(x.clone) / 1e9
     _, scales = reference.rms_normalise(x, N_CONTEXT)
     return {"name": request.param, "x": x, "scales": scales, "nbytes": nbytes, "copy": copy_gbps}
 

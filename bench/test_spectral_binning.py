@@ -9,10 +9,9 @@ On a machine without CUDA only the reference runs, on the CPU, in 2 rounds (~2 s
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import torch
+from cuda_timing import cuda_seconds
 
 from physok.ops.spectral_binning import binned_spectral_power_reference, the_well_bin_edges
 
@@ -25,18 +24,6 @@ needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def _sync() -> None:
     if CUDA:
         torch.cuda.synchronize()
-
-
-def _cuda_seconds(fn: Callable[[], object], reps: int = 10) -> float:
-    fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / 1e3 / reps
 
 
 @pytest.fixture(scope="module", params=list(DTYPES))
@@ -89,7 +76,7 @@ def test_spectral_binning_triton(benchmark, case: dict) -> None:
     benchmark.group = _group(case)
     run()
     benchmark(run)
-    ref_s = _cuda_seconds(lambda: binned_spectral_power_reference(p, t, e))
-    fft_s = _cuda_seconds(lambda: (torch.fft.rfft2(p.float()), torch.fft.rfft2(t.float())))
+    ref_s = cuda_seconds(lambda: binned_spectral_power_reference(p, t, e))
+    fft_s = cuda_seconds(lambda: (torch.fft.rfft2(p.float()), torch.fft.rfft2(t.float())))
     benchmark.extra_info["speedup_vs_reference"] = ref_s / benchmark.stats["mean"]
     benchmark.extra_info["fft_ms"] = fft_s * 1e3
