@@ -1,11 +1,16 @@
 """Compile every physok Triton kernel for a GPU target offline: no GPU needed, nothing launched.
 
-How to run (from the repository root; takes a few minutes on 2 cores, ~1-3 s per compile):
+How to run (from the repository root; the default 95 compiles take ~1-1.5 min on 2 cores):
 
     python bench/compile_check.py                      # all kernels, bf16 + fp32, sm_90
     python bench/compile_check.py --only conv --dtypes bf16
-    python bench/compile_check.py --layouts both --ieee-too   # more conv variants
-    /path/to/other/venv/bin/python bench/compile_check.py     # check another Triton version
+    python bench/compile_check.py --layouts both --ieee-too   # more conv variants (~4 min)
+
+Another Triton version (e.g. the GPU image's 3.6) from a wheel, without touching the system:
+
+    python -m venv --system-site-packages /tmp/tr36venv
+    /tmp/tr36venv/bin/pip install --no-deps triton-3.6.0-*.whl
+    /tmp/tr36venv/bin/python bench/compile_check.py
 
 Prints one line per (kernel, problem, config, dtype): OK or FAIL (with the error), the dynamic
 shared memory Triton allocates (`metadata.shared`) and, read from the cubin with the
@@ -44,18 +49,18 @@ import os
 # Before anything can import triton: the interpreter would replace compilation entirely.
 os.environ.pop("TRITON_INTERPRET", None)
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import contextlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 # name: (x shape (B, Ci, T, X, Y), Co, kernel, stride, padding), as in bench/test_causal_conv3d.py
 CONV_LAYERS: dict[str, tuple[tuple[int, ...], int, tuple[int, ...], tuple[int, ...], str]] = {
@@ -68,7 +73,6 @@ FIELDS_SHAPE = (2, 10, 5, 512, 512)  # (B, T, C, X, Y) for RMS normalisation and
 N_CONTEXT = 9  # context frames the RMS scale is computed over
 SM90_MAX_SHARED = 227 * 1024  # opt-in dynamic shared memory per block on H100/H200
 MAX_REGS_PER_BLOCK = 65536
-OPTION_KEYS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
 
 
 @dataclass
@@ -123,6 +127,11 @@ class Recorder:
         return launch
 
 
+def _short(dtype: Any) -> str:
+    name = str(dtype).removeprefix("torch.")
+    return _TORCH_TO_TRITON.get(name, name)
+
+
 @contextlib.contextmanager
 def patched(obj: Any, **attrs: Any) -> Iterator[None]:
     """Temporarily replace attributes of a module."""
@@ -141,12 +150,10 @@ def patched(obj: Any, **attrs: Any) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 
 
-def conv_launches(
-    dtypes: list[Any], layouts: list[str], sms: int, ieee_too: bool
-) -> list[Launch]:
+def conv_launches(dtypes: list[Any], layouts: list[str], sms: int, ieee_too: bool) -> list[Launch]:
+    import physok_kernels.causal_conv3d as mod
     import torch
 
-    import physok_kernels.causal_conv3d as mod
     from physok.ops.causal_conv3d import spatial_pad
 
     sink: list[Launch] = []
@@ -160,11 +167,11 @@ def conv_launches(
                     label = name if len(layouts) == 1 else f"{name}/{layout}"
                     if tf32 is not None and ieee_too:
                         label += "/tf32" if tf32 else "/ieee"
-                    dname = str(dtype).removeprefix("torch.")
+                    dname = _short(dtype)
 
-                    def kernel_fn(kind, rows, cols, red, dt, _label=label, _d=dname):  # noqa: ANN001, ANN202
-                        return Recorder(original(kind, rows, cols, red, dt), sink, mod.__name__,
-                                        _label, _d)  # fmt: skip
+                    def kernel_fn(kind, rows, cols, red, dt, _label=label, _d=dname):
+                        tuned = original(kind, rows, cols, red, dt)
+                        return Recorder(tuned, sink, mod.__name__, _label, _d)
 
                     x = torch.empty(shape, dtype=dtype, device="meta")
                     x = x.contiguous(memory_format=formats[layout])
@@ -188,48 +195,50 @@ def conv_launches(
 
 
 def rms_launches(dtypes: list[Any]) -> list[Launch]:
-    import torch
-
     import physok_kernels.rms_normalise as mod
+    import torch
 
     sink: list[Launch] = []
     original = mod._launch
     b, t, c = FIELDS_SHAPE[:3]
     for dtype in dtypes:
-        dname = str(dtype).removeprefix("torch.")
+        dname = _short(dtype)
         fields = torch.empty(FIELDS_SHAPE, dtype=dtype, device="meta")
         scales = torch.empty((b, c), dtype=torch.float32, device="meta")
-        steps = {
+        steps = [
             # What the public entry points and the ops' backward functions run.
-            "normalise": lambda: mod.rms_normalise(fields, N_CONTEXT),
-            "denormalise": lambda: mod.rms_denormalise(fields, scales),
-            "backward.field_dot": lambda: mod._field_dot_impl(fields, fields, t, 0),
-            "backward.normalise": lambda: mod._affine_impl(
-                fields, scales, fields, scales, N_CONTEXT, 0
+            ("normalise", mod.rms_normalise, (fields, N_CONTEXT)),
+            ("denormalise", mod.rms_denormalise, (fields, scales)),
+            ("backward.field_dot", mod._field_dot_impl, (fields, fields, t, 0)),
+            (
+                "backward.normalise",
+                mod._affine_impl,
+                (fields, scales, fields, scales, N_CONTEXT, 0),
             ),
-        }
-        for step, run in steps.items():
+        ]
+        for step, run, run_args in steps:
             problem = f"{step}{tuple(FIELDS_SHAPE)}"
 
-            def launch_fn(kernel, wrap, _p=problem, _d=dname):  # noqa: ANN001, ANN202
+            def launch_fn(kernel, wrap, _p=problem, _d=dname):
                 return Recorder(original(kernel, False), sink, mod.__name__, _p, _d)
 
             with patched(mod, _launch=launch_fn):
-                run()
+                run(*run_args)
     return sink
 
 
 def spectral_launches(dtypes: list[Any]) -> list[Launch]:
+    import physok_kernels.spectral_binning as mod
     import torch
 
-    import physok_kernels.spectral_binning as mod
     from physok.ops.spectral_binning import the_well_bin_edges
 
     sink: list[Launch] = []
     original = mod._binned_power_kernel
     edges = the_well_bin_edges(FIELDS_SHAPE[-2:])  # 4 edges = 3 bins
     for dtype in dtypes:
-        dname = f"{str(dtype).removeprefix('torch.')}(spectrum fp32)"
+        dname = _short(dtype)
+        # bf16/fp32 fields give fp32 spectra (the module's own rule), so both compile the same.
         problem = f"{tuple(FIELDS_SHAPE)}/{edges.numel() - 1}bins"
         pred = torch.empty(FIELDS_SHAPE, dtype=dtype, device="meta")
         rec = Recorder(original, sink, mod.__name__, problem, dname)
@@ -333,6 +342,11 @@ class Compiler:
         """(description, why it cannot launch or None) from the compiled object and its cubin."""
         shared = int(getattr(compiled.metadata, "shared", -1))
         parts = [f"smem={shared}B"]
+        ptx = compiled.asm.get("ptx", "") if hasattr(compiled, "asm") else ""
+        if "wgmma" in ptx:
+            parts.append("mma=wgmma")
+        elif "mma.sync" in ptx:
+            parts.append("mma=mma.sync")
         problem = None
         if shared > SM90_MAX_SHARED:
             problem = f"shared memory {shared} B > {SM90_MAX_SHARED} B per block"
@@ -459,17 +473,19 @@ def _run(args: argparse.Namespace) -> int:
         except Exception as exc:  # a module failing to import or to launch is a failure too
             print(f"FAIL {group}: recording launches: {_error_text(exc)}", flush=True)
             failures += 1
+            total += 1
             continue
         if not launches:
             print(f"FAIL {group}: the module launched no kernel", flush=True)
             failures += 1
+            total += 1
             continue
         for launch in launches:
             for config in launch.configs:
                 total += 1
                 name = f"{launch.module.split('.')[-1]}.{launch.kernel}"
                 desc = _describe_config(launch, config)
-                head = f"{name:<36} {launch.problem:<32} {launch.dtype:<8} {desc}"
+                head = f"{name:<38} {launch.problem:<40} {launch.dtype:<5} {desc}"
                 start = time.perf_counter()
                 try:
                     compiled = compiler.compile(launch, config)
