@@ -62,16 +62,13 @@ of uninitialised, so an element a kernel forgets to write shows up in any compar
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 import triton
 import triton.language as tl
+from physok_kernels._common import INTERPRET, define_op, empty
 
-from physok.ops.backend import interpreting
-
-POISON_ENV = "PHYSOK_KERNEL_POISON"
-_INTERPRET = interpreting()  # fixed at import: triton decided the same when it was imported
+_INTERPRET = INTERPRET
 
 # --------------------------------------------------------------------------------------------
 # Kernels
@@ -530,23 +527,6 @@ def _flags(dtype: torch.dtype, numel: int) -> dict[str, object]:
     return {"DOT_FP32": _INTERPRET, "PRECISION": precision, "INT64": numel >= 2**31 - 1}
 
 
-def _poison() -> bool:
-    return os.environ.get(POISON_ENV, "0") not in ("", "0")
-
-
-def _empty(
-    shape: tuple[int, ...],
-    dtype: torch.dtype,
-    device: torch.device,
-    channels_last: bool = False,
-) -> torch.Tensor:
-    fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
-    out = torch.empty(shape, dtype=dtype, device=device, memory_format=fmt)
-    if _poison():
-        out.fill_(float("nan"))
-    return out
-
-
 def _is_channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
 
@@ -595,7 +575,7 @@ def _fwd_out(
     b, _, t, xs, ys = x.shape
     k = tuple(weight.shape[2:])
     to, xo, yo = _out_sizes(t, xs, ys, k, (st, sx, sy), px, py)
-    return _empty((b, weight.shape[0], to, xo, yo), x.dtype, x.device, _is_channels_last(x))
+    return empty((b, weight.shape[0], to, xo, yo), x.dtype, x.device, _is_channels_last(x))
 
 
 def _fwd_impl(
@@ -624,7 +604,7 @@ def _fwd_impl(
         triton.cdiv(rows, 128) * triton.cdiv(co, 64), kt * kx * ky * triton.cdiv(ci, 32), x.device
     )
     # With split-K every slice writes an fp32 partial; otherwise the kernel writes `out`.
-    target = out if splits == 1 else _empty((splits, *out.shape), torch.float32, x.device)
+    target = out if splits == 1 else empty((splits, *out.shape), torch.float32, x.device)
     split_stride = 0 if splits == 1 else target.stride(0)
 
     def grid(meta: dict[str, int]) -> tuple[int, int]:
@@ -670,7 +650,7 @@ def _dgrad_impl(
 ) -> torch.Tensor:
     b, co, to, xo, yo = grad.shape
     _, ci, kt, kx, ky = weight.shape
-    dx = _empty((b, ci, t, xs, ys), grad.dtype, grad.device, channels_last)
+    dx = empty((b, ci, t, xs, ys), grad.dtype, grad.device, channels_last)
     nt, nx, ny = triton.cdiv(t, st), triton.cdiv(xs, sx), triton.cdiv(ys, sy)
     rows = b * nt * nx * ny
     if dx.numel() == 0:
@@ -685,7 +665,7 @@ def _dgrad_impl(
         taps * triton.cdiv(co, 32),
         grad.device,
     )
-    target = dx if splits == 1 else _empty((splits, *dx.shape), torch.float32, grad.device)
+    target = dx if splits == 1 else empty((splits, *dx.shape), torch.float32, grad.device)
     split_stride = 0 if splits == 1 else target.stride(0)
 
     def grid(meta: dict[str, int]) -> tuple[int, int, int]:
@@ -718,7 +698,7 @@ def _dgrad_fake(
     py: int,
 ) -> torch.Tensor:
     b, ci = grad.shape[0], weight.shape[1]
-    return _empty((b, ci, t, xs, ys), grad.dtype, grad.device, channels_last)
+    return empty((b, ci, t, xs, ys), grad.dtype, grad.device, channels_last)
 
 
 def _wgrad_impl(
@@ -743,7 +723,7 @@ def _wgrad_impl(
     splits = _wgrad_splits(rows, programs, grad.device)
     rows_per_split = triton.cdiv(triton.cdiv(rows, splits), 256) * 256
     splits = triton.cdiv(rows, rows_per_split)
-    partial = _empty((splits, taps, co, ci), torch.float32, grad.device)
+    partial = empty((splits, taps, co, ci), torch.float32, grad.device)
     kernel = _kernel("wgrad", rows_per_split, co, ci, x.dtype)
 
     def grid(meta: dict[str, int]) -> tuple[int, int]:
@@ -776,17 +756,9 @@ def _wgrad_fake(
     return torch.empty_like(weight, memory_format=torch.contiguous_format)
 
 
-def _define(name: str, impl: object, fake: object) -> object:
-    if _INTERPRET:
-        op = torch.library.custom_op(name, impl, mutates_args=())
-        op.register_fake(fake)
-        return op
-    return torch.library.triton_op(name, impl, mutates_args=())
-
-
-_fwd_op = _define("physok::causal_conv3d", _fwd_impl, _fwd_fake)
-_dgrad_op = _define("physok::causal_conv3d_dgrad", _dgrad_impl, _dgrad_fake)
-_wgrad_op = _define("physok::causal_conv3d_wgrad", _wgrad_impl, _wgrad_fake)
+_fwd_op = define_op("physok::causal_conv3d", _fwd_impl, _fwd_fake)
+_dgrad_op = define_op("physok::causal_conv3d_dgrad", _dgrad_impl, _dgrad_fake)
+_wgrad_op = define_op("physok::causal_conv3d_wgrad", _wgrad_impl, _wgrad_fake)
 
 
 def _setup_context(ctx: object, inputs: tuple[object, ...], output: torch.Tensor) -> None:

@@ -46,18 +46,16 @@ NaN, so an element a kernel forgets to write shows up in any comparison.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
+from physok_kernels._common import INTERPRET, define_op, empty
 
 from physok.data.normalise import DEFAULT_EPS
-from physok.ops.backend import interpreting
 
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-POISON_ENV = "PHYSOK_KERNEL_POISON"
-_INTERPRET = interpreting()  # fixed at import: triton decided the same when it was imported
+_INTERPRET = INTERPRET
 
 # Elements per program along a frame. 16K elements (64 KB of fp32) keeps a 512² frame split over
 # 16 programs: B=2, C=5, 9 context frames -> 1,440 programs, ~11 per SM on an H100/H200.
@@ -191,17 +189,6 @@ def _affine_kernel(
 # --------------------------------------------------------------------------------------------
 
 
-def _poison() -> bool:
-    return os.environ.get(POISON_ENV, "0") not in ("", "0")
-
-
-def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    out = torch.empty(shape, dtype=dtype, device=device)
-    if _poison():
-        out.fill_(float("nan"))
-    return out
-
-
 def _tiling(s: int, chunk: int) -> tuple[int, int, int]:
     """(BLOCK, ITERS, n_chunks) for frames of `s` elements; chunk=0 picks the default."""
     if chunk <= 0:
@@ -235,7 +222,7 @@ def _field_dot(
     """(B * C, n_frames * n_chunks) fp32 partial sums of a * b (a² when b is None)."""
     bsz, t, c, s = _dims(a)
     block, iters, n_chunks = _tiling(s, chunk)
-    part = _empty((bsz * c, n_frames * n_chunks), torch.float32, a.device)
+    part = empty((bsz * c, n_frames * n_chunks), torch.float32, a.device)
     _launch(_partials_kernel, wrap)[(bsz * c, n_frames, n_chunks)](
         a,
         a if b is None else b,
@@ -264,7 +251,7 @@ def _affine(
 ) -> torch.Tensor:
     bsz, t, c, s = _dims(a)
     block, iters, n_chunks = _tiling(s, chunk)
-    out = _empty(tuple(a.shape), a.dtype, a.device)
+    out = empty(tuple(a.shape), a.dtype, a.device)
     _launch(_affine_kernel, wrap)[(bsz * c, t, n_chunks)](
         a,
         alpha,
@@ -294,8 +281,8 @@ def _normalise_run(
     bsz, t, c, s = _dims(fields)
     block, iters, n_chunks = _tiling(s, chunk)
     part = _field_dot(fields, None, n_context, chunk, wrap)
-    out = _empty(tuple(fields.shape), fields.dtype, fields.device)
-    scales = _empty((bsz, c), torch.float32, fields.device)
+    out = empty(tuple(fields.shape), fields.dtype, fields.device)
+    scales = empty((bsz, c), torch.float32, fields.device)
     _launch(_normalise_kernel, wrap)[(bsz * c, t, n_chunks)](
         fields,
         part,
@@ -360,18 +347,9 @@ def _affine_fake(
     return torch.empty_like(a)
 
 
-def _define(name: str, impl: object, fake: object) -> object:
-    if _INTERPRET:
-        # Interpreted kernels cannot run on fake tensors: shapes-only fakes for tracing.
-        op = torch.library.custom_op(name, impl, mutates_args=())
-        op.register_fake(fake)
-        return op
-    return torch.library.triton_op(name, impl, mutates_args=())
-
-
-_normalise_op = _define("physok::rms_normalise", _normalise_impl, _normalise_fake)
-_field_dot_op = _define("physok::rms_field_dot", _field_dot_impl, _field_dot_fake)
-_affine_op = _define("physok::rms_affine", _affine_impl, _affine_fake)
+_normalise_op = define_op("physok::rms_normalise", _normalise_impl, _normalise_fake)
+_field_dot_op = define_op("physok::rms_field_dot", _field_dot_impl, _field_dot_fake)
+_affine_op = define_op("physok::rms_affine", _affine_impl, _affine_fake)
 
 
 def _normalise_setup(ctx: object, inputs: tuple[object, ...], output: tuple) -> None:
@@ -409,7 +387,7 @@ def _denormalise_fake(fields: torch.Tensor, scales: torch.Tensor, chunk: int) ->
     return torch.empty_like(fields)
 
 
-_denormalise_op = _define("physok::rms_denormalise", _denormalise_impl, _denormalise_fake)
+_denormalise_op = define_op("physok::rms_denormalise", _denormalise_impl, _denormalise_fake)
 
 
 def _denormalise_setup(ctx: object, inputs: tuple[object, ...], output: torch.Tensor) -> None:

@@ -35,17 +35,15 @@ PHYSOK_KERNEL_POISON=1 fills the scratch buffers with NaN.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 import triton
 import triton.language as tl
+from physok_kernels._common import INTERPRET, define_op, empty
 
-from physok.ops.backend import interpreting
 from physok.ops.spectral_binning import check_edges
 
-POISON_ENV = "PHYSOK_KERNEL_POISON"
-_INTERPRET = interpreting()  # fixed at import: triton decided the same when it was imported
+_INTERPRET = INTERPRET
 _EXACT_ADD = not _INTERPRET and torch.version.hip is None  # inline PTX is NVIDIA-only
 
 # GPU tiling: 1024 modes x 4 padded bins = a 4K-element one-hot tile (16 registers per thread at
@@ -133,17 +131,6 @@ def _binned_power_kernel(
         tl.store(true_ptr + out, tl.sum(onehot * tru[None, :], axis=1), mask=bins < n_bins)
 
 
-def _poison() -> bool:
-    return os.environ.get(POISON_ENV, "0") not in ("", "0")
-
-
-def _empty(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    out = torch.empty(shape, dtype=torch.float32, device=device)
-    if _poison():
-        out.fill_(float("nan"))
-    return out
-
-
 def _tiling(n_modes: int, n_rows: int, n_bins: int, block: int, rows: int) -> tuple[int, ...]:
     bins = max(2, triton.next_power_of_2(n_bins))
     if block <= 0:
@@ -168,8 +155,8 @@ def _binned_run(
     n_bins = edges.shape[0] - 1
     block, rows, bins = _tiling(x * yh, n_rows, n_bins, block, rows)
     n_blocks = triton.cdiv(x * yh, block)
-    err = _empty((n_rows, n_blocks, n_bins), p_ri.device)
-    tru = _empty((n_rows, n_blocks, n_bins), p_ri.device)
+    err = empty((n_rows, n_blocks, n_bins), torch.float32, p_ri.device)
+    tru = empty((n_rows, n_blocks, n_bins), torch.float32, p_ri.device)
     # wrap_triton makes the launch visible to torch.compile inside the triton_op; interpreted
     # kernels cannot be captured, and eager calls outside the op (wrap=False) launch directly.
     kernel = _binned_power_kernel
@@ -213,16 +200,7 @@ def _binned_fake(
     return p_ri.new_empty(shape, dtype=torch.float32), p_ri.new_empty(shape, dtype=torch.float32)
 
 
-if _INTERPRET:
-    # Interpreted kernels cannot run on fake tensors: a shapes-only fake for tracing.
-    _binned_op = torch.library.custom_op(
-        "physok::binned_spectral_power", _binned_impl, mutates_args=()
-    )
-    _binned_op.register_fake(_binned_fake)
-else:
-    _binned_op = torch.library.triton_op(
-        "physok::binned_spectral_power", _binned_impl, mutates_args=()
-    )
+_binned_op = define_op("physok::binned_spectral_power", _binned_impl, _binned_fake)
 
 
 def binned_spectral_power(

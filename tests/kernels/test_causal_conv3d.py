@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from physok_kernels._common import POISON_ENV
 
 pytest.importorskip("triton")
 
@@ -29,7 +30,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 @pytest.fixture(autouse=True)
 def poison_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(kmod.POISON_ENV, "1")
+    monkeypatch.setenv(POISON_ENV, "1")
 
 
 @contextlib.contextmanager
@@ -180,9 +181,9 @@ def test_half_precision_inputs(dtype):
 
 def test_poisoned_buffers_are_nan():
     # The comparisons above would fail on any element a kernel left unwritten.
-    out = kmod._empty((2, 3, 4), torch.float32, torch.device("cpu"))
+    out = kmod.empty((2, 3, 4), torch.float32, torch.device("cpu"))
     assert torch.isnan(out).all()
-    cl = kmod._empty((1, 2, 3, 4, 5), torch.bfloat16, torch.device("cpu"), channels_last=True)
+    cl = kmod.empty((1, 2, 3, 4, 5), torch.bfloat16, torch.device("cpu"), channels_last=True)
     assert torch.isnan(cl).all() and cl.is_contiguous(memory_format=torch.channels_last_3d)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from physok_kernels._common import POISON_ENV
 
 from physok.data import normalise as ref
 
@@ -17,7 +18,7 @@ rms = pytest.importorskip("physok_kernels.rms_normalise")
 
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(rms.POISON_ENV, "1")
+    monkeypatch.setenv(POISON_ENV, "1")
 
 
 def _device() -> torch.device:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from physok_kernels._common import POISON_ENV
 
 from physok.ops import spectral_binning as ref
 
@@ -18,7 +19,7 @@ sb = pytest.importorskip("physok_kernels.spectral_binning")
 
 @pytest.fixture(autouse=True)
 def _poison(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(sb.POISON_ENV, "1")
+    monkeypatch.setenv(POISON_ENV, "1")
 
 
 def _device() -> torch.device:
