@@ -9,14 +9,12 @@ kernel modulation, so all scales share, and train, the same parameters.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from physok.models.tokeniser.causal_conv import init_conv_
-from physok.models.tokeniser.kernel_modulation import modulate_kernel, temporal_kernel
+from physok.models.tokeniser.kernel_modulation import ModulatedConvBase
 from physok.ops.causal_conv3d import causal_conv3d
 
 
-class FlexibleDownsample(nn.Module):
+class FlexibleDownsample(ModulatedConvBase):
     def __init__(
         self,
         in_channels: int,
@@ -26,25 +24,14 @@ class FlexibleDownsample(nn.Module):
         kernel_resize: str = "pinv",
         backend: str = "auto",
     ) -> None:
-        super().__init__()
-        self.temporal_scales = tuple(temporal_scales)
-        self.spatial_scales = tuple(spatial_scales)
-        self.base_kernel = (temporal_kernel(max(temporal_scales)), *(2 * (max(spatial_scales),)))
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.base_kernel))
-        self.bias = nn.Parameter(torch.empty(out_channels))
-        self.kernel_resize = kernel_resize
+        super().__init__(
+            (out_channels, in_channels),
+            out_channels,
+            temporal_scales,
+            spatial_scales,
+            kernel_resize,
+        )
         self.backend = backend
-        init_conv_(self.weight, self.bias)
-
-    def kernel(self, scale: tuple[int, int]) -> torch.Tensor:
-        """The modulated kernel for a (temporal, spatial) scale."""
-        st, ss = scale
-        if st not in self.temporal_scales or ss not in self.spatial_scales:
-            raise ValueError(
-                f"scale {scale} not in this layer's sets {self.temporal_scales} x "
-                f"{self.spatial_scales}"
-            )
-        return modulate_kernel(self.weight, (temporal_kernel(st), ss, ss), self.kernel_resize)
 
     def forward(self, x: torch.Tensor, scale: tuple[int, int]) -> torch.Tensor:
         st, ss = scale

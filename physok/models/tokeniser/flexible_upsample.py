@@ -21,7 +21,7 @@ from einops import rearrange
 from torch import nn
 
 from physok.models.tokeniser.causal_conv import CausalConv3d, init_conv_
-from physok.models.tokeniser.kernel_modulation import modulate_kernel, temporal_kernel
+from physok.models.tokeniser.kernel_modulation import ModulatedConvBase
 from physok.ops.causal_conv3d import causal_conv3d
 
 
@@ -79,7 +79,7 @@ class DepthToSpaceUpsample(nn.Module):
         )
 
 
-class TransposedUpsample(nn.Module):
+class TransposedUpsample(ModulatedConvBase):
     def __init__(
         self,
         channels: int,
@@ -88,21 +88,14 @@ class TransposedUpsample(nn.Module):
         kernel_resize: str = "pinv",
         backend: str = "auto",
     ) -> None:
-        super().__init__()
-        self.temporal_scales = tuple(temporal_scales)
-        self.spatial_scales = tuple(spatial_scales)
-        self.base_kernel = (temporal_kernel(max(temporal_scales)), *(2 * (max(spatial_scales),)))
         # conv_transpose3d weight layout: (in, out, kt, kx, ky)
-        self.weight = nn.Parameter(torch.empty(channels, channels, *self.base_kernel))
-        self.bias = nn.Parameter(torch.empty(channels))
-        self.kernel_resize = kernel_resize
-        init_conv_(self.weight, self.bias)
+        super().__init__(
+            (channels, channels), channels, temporal_scales, spatial_scales, kernel_resize
+        )
         self.post = CausalConv3d(channels, channels, 3, backend=backend)
 
     def forward(self, x: torch.Tensor, scale: tuple[int, int]) -> torch.Tensor:
         st, ss = scale
-        _check_scale(scale, self.temporal_scales, self.spatial_scales)
-        kernel = modulate_kernel(self.weight, (temporal_kernel(st), ss, ss), self.kernel_resize)
         frames = x.shape[2]
-        y = F.conv_transpose3d(x, kernel, self.bias, stride=(st, ss, ss))
+        y = F.conv_transpose3d(x, self.kernel(scale), self.bias, stride=(st, ss, ss))
         return self.post(y[:, :, : (frames - 1) * st + 1])

@@ -16,6 +16,9 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from physok.models.tokeniser.causal_conv import init_conv_
 
 KernelSize = tuple[int, int, int]
 
@@ -56,3 +59,39 @@ def modulate_kernel(weight: torch.Tensor, target: KernelSize, mode: str = "pinv"
 def temporal_kernel(stride: int) -> int:
     """Kernel tied to stride in time: 1 when not striding, stride + 1 (one-frame overlap) else."""
     return 1 if stride == 1 else stride + 1
+
+
+class ModulatedConvBase(nn.Module):
+    """A learned base kernel (and bias) for the largest scale, modulated per (st, ss) scale.
+
+    `leading` are the weight's leading dims: (out, in) for a convolution, (in, out) for a
+    transposed one. The kernel is tied to the stride: temporal 1 or st + 1, spatial ss.
+    """
+
+    def __init__(
+        self,
+        leading: tuple[int, int],
+        bias_channels: int,
+        temporal_scales: tuple[int, ...],
+        spatial_scales: tuple[int, ...],
+        kernel_resize: str = "pinv",
+    ) -> None:
+        super().__init__()
+        self.temporal_scales = tuple(temporal_scales)
+        self.spatial_scales = tuple(spatial_scales)
+        s = max(spatial_scales)
+        self.base_kernel = (temporal_kernel(max(temporal_scales)), s, s)
+        self.weight = nn.Parameter(torch.empty(*leading, *self.base_kernel))
+        self.bias = nn.Parameter(torch.empty(bias_channels))
+        self.kernel_resize = kernel_resize
+        init_conv_(self.weight, self.bias)
+
+    def kernel(self, scale: tuple[int, int]) -> torch.Tensor:
+        """The modulated kernel for a (temporal, spatial) scale."""
+        st, ss = scale
+        if st not in self.temporal_scales or ss not in self.spatial_scales:
+            raise ValueError(
+                f"scale {scale} not in this layer's sets {self.temporal_scales} x "
+                f"{self.spatial_scales}"
+            )
+        return modulate_kernel(self.weight, (temporal_kernel(st), ss, ss), self.kernel_resize)
