@@ -505,7 +505,7 @@ def train_step(
     cfg, dev = stage.cfg, stage.ctx.device
     fields = batch["fields"].to(dev, non_blocking=True)
     x = normalised_input(fields, cfg.input_frames)
-    idx = batch["field_indices"].to(dev)
+    idx = batch["field_indices"]  # stays on the host: the tokeniser validates, then moves it
     stage.model.train()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
         recon = stage.model(x, idx, scales=scales)
@@ -554,7 +554,7 @@ def validate(stage: Stage) -> dict[str, float]:
         total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
         for batch in loader:
             x = normalised_input(batch["fields"].to(ctx.device), cfg.input_frames)
-            idx = batch["field_indices"].to(ctx.device)
+            idx = batch["field_indices"]
             with torch.autocast(
                 "cuda", torch.bfloat16, enabled=cfg.amp and ctx.device.type == "cuda"
             ):

@@ -4,7 +4,8 @@ After MPP's field embedding: the encoder head holds input columns for all `max_f
 registry channels and uses the columns of the active ones, rescaled by sqrt(max / active) to
 compensate for the smaller fan-in; the decoder head holds output rows for all channels and
 produces only the active ones. Unused columns/rows take no part in the forward pass, so they
-receive exactly zero gradient.
+receive exactly zero gradient. The indices are validated once per forward by the Tokeniser
+(`check_field_indices`), on the host, so the heads add no device synchronisation.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from physok.ops.causal_conv3d import causal_conv3d
 
 
 def check_field_indices(field_indices: torch.Tensor, n_active: int, max_fields: int) -> None:
+    """One registry index per active channel, in range, no repeats (pass a CPU tensor)."""
     if field_indices.dim() != 1 or field_indices.numel() != n_active:
         raise ValueError(
             f"field_indices must be a 1-D tensor with one registry index per input channel "
@@ -53,7 +55,6 @@ class AdaptiveEncoderHead(nn.Module):
 
     def forward(self, x: torch.Tensor, field_indices: torch.Tensor) -> torch.Tensor:
         n_active = x.shape[1]
-        check_field_indices(field_indices, n_active, self.max_fields)
         weight = self.weight[:, field_indices] * math.sqrt(self.max_fields / n_active)
         return causal_conv3d(x, weight, self.bias, 1, "same", backend=self.backend)
 
@@ -79,7 +80,6 @@ class AdaptiveDecoderHead(nn.Module):
         init_conv_(self.weight, self.bias)
 
     def forward(self, x: torch.Tensor, field_indices: torch.Tensor) -> torch.Tensor:
-        check_field_indices(field_indices, field_indices.numel(), self.max_fields)
         x = F.silu(self.norm(x))
         return causal_conv3d(
             x,

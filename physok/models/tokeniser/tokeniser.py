@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from physok.models.tokeniser.adaptive_heads import check_field_indices
 from physok.models.tokeniser.config import TokeniserConfig
 from physok.models.tokeniser.decoder import Decoder
 from physok.models.tokeniser.encoder import Encoder
@@ -31,15 +32,21 @@ from physok.models.tokeniser.scales import (
 CHECKPOINT_KIND = "tokeniser"
 
 
-def _as_index_tensor(field_indices: torch.Tensor | list[int], device: torch.device) -> torch.Tensor:
-    if not torch.is_tensor(field_indices):
-        field_indices = torch.as_tensor(field_indices)
-    if field_indices.dim() == 2:
+def _as_index_tensor(
+    field_indices: torch.Tensor | list[int],
+    n_active: int | None,
+    max_fields: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Validated (C,) long indices on `device`; checked on the host (a CPU input costs no sync)."""
+    idx = torch.as_tensor(field_indices).detach().to("cpu", torch.long)
+    if idx.dim() == 2:
         # A collated batch: every sample of a batch comes from one dataset.
-        if not bool((field_indices == field_indices[:1]).all()):
+        if not bool((idx == idx[:1]).all()):
             raise ValueError("all samples of a batch must share field_indices (one dataset)")
-        field_indices = field_indices[0]
-    return field_indices.to(device=device, dtype=torch.long)
+        idx = idx[0]
+    check_field_indices(idx, idx.numel() if n_active is None else n_active, max_fields)
+    return idx.to(device)
 
 
 class Tokeniser(nn.Module):
@@ -83,7 +90,9 @@ class Tokeniser(nn.Module):
             raise ValueError(f"fields must be (B, T, C, X, Y), got shape {tuple(fields.shape)}")
         scales = self.resolve_scales(scales)
         check_input_shape(fields.shape[1], tuple(fields.shape[3:]), scales)
-        idx = _as_index_tensor(field_indices, fields.device)
+        idx = _as_index_tensor(
+            field_indices, fields.shape[2], self.config.max_fields, fields.device
+        )
         z = self.encoder(fields.transpose(1, 2), idx, scales)
         return z.transpose(1, 2)
 
@@ -100,7 +109,7 @@ class Tokeniser(nn.Module):
                 f"{tuple(latents.shape)}"
             )
         scales = self.resolve_scales(scales)
-        idx = _as_index_tensor(field_indices, latents.device)
+        idx = _as_index_tensor(field_indices, None, self.config.max_fields, latents.device)
         return self.decoder(latents.transpose(1, 2), idx, scales).transpose(1, 2)
 
     def forward(
