@@ -5,19 +5,31 @@
 #
 # Uses only what the GPU image has (torch 2.11, triton 3.6, pytest, pytest-benchmark, h5py,
 # einops): no pip install. `kernels/` is importable as `physok_kernels` through a symlink shim, so
-# the repository need not be installed. Small pure-Python wheels placed in ./wheels (e.g.
-# heavyball, safetensors) are put on the path when present. Prints a short table last and writes
-# gpu_tests.txt, bench.json, summary.md and env.txt under $OUT.
+# the repository need not be installed (likewise `csrc/` as `physok_csrc`). The image lacks a few of physok's small dependencies
+# (the_well, safetensors, heavyball); wheels placed in ./wheels are installed offline into a
+# throw-away folder on the path. Prepare them on a machine with a registry and carry the folder:
+#
+#   pip download --no-deps -d wheels the-well safetensors heavyball \
+#       --python-version <the image's, e.g. 3.12> --only-binary=:all: \
+#       --platform manylinux2014_x86_64
+#
+# (`wheels/` is git-ignored: pass it in the device tool's `carry`.)
+#
+# Prints a short table last and writes gpu_tests.txt, bench.json, summary.md and env.txt
+# under $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu_check_out}"
 mkdir -p "$OUT"
 SHIM="$(mktemp -d)"
 ln -s "$PWD/kernels" "$SHIM/physok_kernels"
+ln -s "$PWD/csrc" "$SHIM/physok_csrc"
 export PYTHONPATH="$PWD:$SHIM${PYTHONPATH:+:$PYTHONPATH}"
-for whl in wheels/*.whl; do
-    [ -e "$whl" ] && export PYTHONPATH="$PYTHONPATH:$PWD/$whl"
-done
+if compgen -G "wheels/*.whl" > /dev/null; then
+    # --no-index: the GPU image reaches no registry; --no-deps: the image has the rest.
+    python -m pip install -q --no-index --no-deps --target "$SHIM/site" wheels/*.whl \
+        && export PYTHONPATH="$PYTHONPATH:$SHIM/site"
+fi
 export PYTHONDONTWRITEBYTECODE=1
 
 {
@@ -31,7 +43,7 @@ cat "$OUT/env.txt"
 #    so collection continues past them.
 # Folders holding GPU-marked tests (their conftests import only torch and physok's models);
 # add a folder here when it gains GPU tests.
-GPU_TEST_DIRS="tests/kernels tests/ops tests/models"
+GPU_TEST_DIRS="tests/kernels tests/ops tests/models tests/data tests/train tests/metrics"
 timeout 240 python -m pytest -q -m gpu $GPU_TEST_DIRS -p no:cacheprovider --continue-on-collection-errors \
     -o addopts="-ra --strict-markers" 2>&1 | tail -40 | tee "$OUT/gpu_tests.txt"
 tests_rc=${PIPESTATUS[0]}
