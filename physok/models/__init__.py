@@ -1,1 +1,1 @@
-"""Models: the tokeniser (physok.models.tokeniser); the processor arrives with the rollout model."""
+"""Models: the tokeniser (physok.models.tokeniser) and the processor (physok.models.processor)."""

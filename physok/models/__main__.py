@@ -1,7 +1,9 @@
 """`python -m physok.models params`: parameter counts of the model presets.
 
 Prints, per preset, the tokeniser's total parameters and its trainable parameters under the two
-rollout-training strategies ("trainable", "mostly_frozen"), next to the paper's numbers.
+rollout-training strategies ("trainable", "mostly_frozen"), next to the paper's numbers; then the
+processor's parameters (blocks, the 18 <-> dim projections, and their total; the paper: ~100M).
+With --json, each preset's tokeniser counts carry a "processor" entry with the same three counts.
 """
 
 from __future__ import annotations
@@ -12,12 +14,24 @@ import sys
 from collections.abc import Sequence
 
 PAPER_TOKENISER, PAPER_MOSTLY_FROZEN = 5_000_000, 85_000
+PAPER_PROCESSOR = 100_000_000
 
 
 def tokeniser_counts(preset: str) -> dict[str, int]:
     from physok.models.tokeniser import Tokeniser, TokeniserConfig, parameter_summary
 
     return parameter_summary(Tokeniser(TokeniserConfig.preset(preset)))
+
+
+def processor_counts(preset: str) -> dict[str, int]:
+    """{"blocks", "projections", "total"}; built on the meta device (no memory, no init)."""
+    import torch
+
+    from physok.models.processor import Processor, ProcessorConfig
+
+    with torch.device("meta"):
+        processor = Processor(ProcessorConfig.preset_named(preset))
+    return processor.parameter_summary()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     presets = args.preset or ["paper", "fast"]
-    counts = {name: tokeniser_counts(name) for name in presets}
+    counts: dict[str, dict] = {name: tokeniser_counts(name) for name in presets}
+    for name in presets:
+        counts[name]["processor"] = processor_counts(name)
     if args.json:
         print(json.dumps(counts, indent=2))
         return 0
@@ -46,6 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'(paper)':<8} {PAPER_TOKENISER:>12,} {PAPER_TOKENISER:>12,} "
         f"{PAPER_MOSTLY_FROZEN:>14,} {share:>7.2%}  as reported, rounded"
     )
+    print()
+    print("processor parameters (blocks + latent projections 18 <-> dim)")
+    print(f"{'preset':<8} {'blocks':>12} {'projections':>12} {'total':>14}")
+    for name, c in counts.items():
+        p = c["processor"]
+        print(f"{name:<8} {p['blocks']:>12,} {p['projections']:>12,} {p['total']:>14,}")
+    print(f"{'(paper)':<8} {'':>12} {'':>12} {PAPER_PROCESSOR:>14,}  ~100M, as reported")
     return 0
 
 

@@ -2,6 +2,8 @@
 
 Modules:
     backend          the dispatch rule (argument > $PHYSOK_KERNELS > auto)
+    attention        attention(q, k, v, *, bias, causal, scale, backend): flash / sdpa / math,
+                     its own rule (argument > $PHYSOK_ATTENTION > auto; reference: math)
     causal_conv3d    causal strided 3D convolution (reference: F.pad + F.conv3d)
     rms_normalise    rms_normalise, rms_denormalise: per-sample, per-field RMS scaling
                      (reference: physok.data.normalise)
