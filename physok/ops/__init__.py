@@ -2,6 +2,7 @@
 
 Modules:
     backend          the dispatch rule (argument > $PHYSOK_KERNELS > auto)
+    native_build     on-demand build of the csrc/ native ops (backend "native"), fallback
     attention        attention(q, k, v, *, bias, causal, scale, backend): flash / sdpa / math,
                      its own rule (argument > $PHYSOK_ATTENTION > auto; reference: math)
     causal_conv3d    causal strided 3D convolution (reference: F.pad + F.conv3d)

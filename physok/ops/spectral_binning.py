@@ -3,7 +3,10 @@
 `binned_spectral_power(pred, true, edges)` takes real fields (..., X, Y), computes the rfft2 of
 both, and sums per wavenumber bin b the error power |P - T|² and the true power |T|² over the
 modes with edges[b] <= |k| < edges[b + 1]. The fast path (`physok_kernels.spectral_binning`)
-keeps the FFT in torch (cuFFT) and does the whole binning in one Triton kernel.
+keeps the FFT in torch (cuFFT) and does the whole binning in one Triton kernel. The "native"
+backend (`binned_spectral_power_native`) does the binning in the C++/CUDA op
+`torch.ops.physok_native.binned_spectral_power` (csrc/, built on first use by
+`physok.ops.native_build`; if it cannot be built the dispatch warns once and uses the reference).
 
 Conventions (chosen to reproduce `the_well.benchmark.metrics.spectral.binned_spectral_mse`):
 - |k| is in radians per cell: k_x = 2π·fftfreq(X), k_y = 2π·fftfreq(Y) (rfftfreq on the half
@@ -32,9 +35,9 @@ Conventions (chosen to reproduce `the_well.benchmark.metrics.spectral.binned_spe
 - Averages within bins (DESIGN.md §6 NEPS) are S / c.
 
 The FFT runs in float32 (float64 for float64 inputs; bfloat16/float16 are upcast, cuFFT has no
-bf16 transform); the outputs are float32 (..., n_bins). The Triton path is forward only: it
-detaches its inputs (a metric needs no gradient), so its outputs never require grad. The
-reference is differentiable.
+bf16 transform); the outputs are float32 (..., n_bins). The Triton and native paths are forward
+only: they detach their inputs (a metric needs no gradient), so their outputs never require grad.
+The reference is differentiable.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from physok.ops.backend import use_triton
+from physok.ops.backend import use_native, use_triton
 
 
 def _fft_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -175,12 +178,65 @@ def binned_spectral_power(
     """Per-bin error power sum |P - T|² and true power sum |T|², each float32 (..., n_bins).
 
     pred/true: real (..., X, Y) (leading dims e.g. B, T, C); edges: 1-D, non-decreasing, n_bins
-    + 1 entries (|k| in radians per cell). Conventions in the module docstring. The Triton path
-    detaches its inputs (forward only); the reference is differentiable.
+    + 1 entries (|k| in radians per cell). Conventions in the module docstring. backend: "auto"
+    (Triton on CUDA, else the reference), "triton", "reference" or "native" (None: the
+    $PHYSOK_KERNELS rule of `physok.ops.backend`). The Triton and native paths detach their
+    inputs (forward only); the reference is differentiable.
     """
     _check_pair(pred, true)
+    if use_native(backend, "binned_spectral_power"):
+        from physok.ops import native_build
+
+        if native_build.native_available(pred):
+            return binned_spectral_power_native(pred, true, edges)
+        native_build.warn_fallback("binned_spectral_power", pred)
+        return binned_spectral_power_reference(pred, true, edges)
     if use_triton(pred, backend, "binned_spectral_power"):
         from physok_kernels.spectral_binning import binned_spectral_power as fast
 
         return fast(pred, true, edges)
     return binned_spectral_power_reference(pred, true, edges)
+
+
+_native_fake_registered = False
+
+
+def _native_fake(
+    p_ft: torch.Tensor, t_ft: torch.Tensor, edges: torch.Tensor, y: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (p_ft.shape[0], edges.shape[0] - 1)
+    return p_ft.new_empty(shape, dtype=torch.float32), p_ft.new_empty(shape, dtype=torch.float32)
+
+
+def _native_op() -> object:
+    """The loaded native op, with a shapes-only fake registered once (for torch.compile)."""
+    global _native_fake_registered
+    if not _native_fake_registered:
+        torch.library.register_fake("physok_native::binned_spectral_power", _native_fake)
+        _native_fake_registered = True
+    return torch.ops.physok_native.binned_spectral_power
+
+
+def binned_spectral_power_native(
+    pred: torch.Tensor, true: torch.Tensor, edges: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`binned_spectral_power` through the native op (forward only, detached).
+
+    torch computes the two rfft2 (cuFFT on GPU), the op bins their view_as_real views (no copy).
+    Raises RuntimeError when the native library is unavailable (the dispatch checks first);
+    `physok.ops.native_build.native_unavailable_reason()` says why.
+    """
+    from physok.ops import native_build
+
+    _check_pair(pred, true)
+    if not native_build.native_available(pred):
+        reason = native_build.native_unavailable_reason(pred)
+        raise RuntimeError(f"binned_spectral_power: native backend unavailable: {reason}")
+    e = check_edges(edges).to(pred.device)
+    lead, (x, y) = pred.shape[:-2], pred.shape[-2:]
+    ft = _fft_dtype(torch.promote_types(pred.dtype, true.dtype))
+    p_ft = torch.fft.rfft2(pred.detach().reshape(-1, x, y).to(ft))
+    t_ft = torch.fft.rfft2(true.detach().reshape(-1, x, y).to(ft))
+    err, tru = _native_op()(torch.view_as_real(p_ft), torch.view_as_real(t_ft), e, int(y))
+    n_bins = e.numel() - 1
+    return err.reshape(*lead, n_bins), tru.reshape(*lead, n_bins)
