@@ -17,6 +17,10 @@ def test_argument_beats_environment(monkeypatch):
     monkeypatch.setenv(backend.ENV_VAR, "triton")
     assert backend.requested_backend("reference") == "reference"
     assert backend.requested_backend() == "triton"
+    # "auto" (every config's default) is no preference: the environment still decides.
+    assert backend.requested_backend("auto") == "triton"
+    monkeypatch.setenv(backend.ENV_VAR, "reference")
+    assert backend.requested_backend("auto") == "reference"
     monkeypatch.delenv(backend.ENV_VAR)
     assert backend.requested_backend() == "auto"
 
