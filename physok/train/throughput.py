@@ -428,3 +428,25 @@ class ThroughputMeter:
             "steps_measured": self.steps_measured,
             "warmup_s": self.warmup_s if self.warmup_steps else None,
         }
+
+
+# ---- FLOPs per step, counted once per step shape ---------------------------------------------
+class StepFlops:
+    """Model FLOPs of a training step, counted once per distinct `key` and cached.
+
+    A step's FLOPs depend on its shapes: the tokeniser stage draws new compression scales every
+    step (16 combinations), so the key is the scales. Counting runs one extra forward + backward
+    under FlopCounterMode (no optimiser step), so it is done only when MFU can be reported
+    (`enabled`: a known peak, i.e. a known GPU); otherwise `get` returns None without running.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._cache: dict[Any, int] = {}
+
+    def get(self, key: Any, forward_backward: Callable[[], Any]) -> int | None:
+        if not self.enabled:
+            return None
+        if key not in self._cache:
+            self._cache[key] = count_step_flops(forward_backward)
+        return self._cache[key]

@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,8 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from physok import checkpoint as ckpt_io
-from physok.data.errors import DataError
 from physok.data.generators import GENERATORS
-from physok.data.mixing import MixedBatchSampler, concat
+from physok.data.loaders import LOADER_KINDS, BatchLoader, build_batch_loader, collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import WELL_CHANNELS, FieldRegistry
 from physok.metrics.vrmse import vrmse
@@ -45,6 +45,7 @@ from physok.train import distributed as dist_utils
 from physok.train.config_overrides import ConfigError, config_from_dict
 from physok.train.distributed import DistContext
 from physok.train.optim import OPTIMISERS, build_optimizer
+from physok.train.throughput import StepFlops, mfu, peak_flops
 
 CHECKPOINT_KIND = "tokeniser"
 METRICS_FILE = "metrics.jsonl"
@@ -66,6 +67,7 @@ class TokeniserTrainConfig:
     window: int = 10  # frames read per sample (the experiment's windows)
     input_frames: int = 9  # frames 1..9 are autoencoded; must be 1 + 2^n
     num_workers: int = 0
+    loader: str = "torch"  # "torch" (DataLoader) | "dali" (DALI pipeline; `physok[dali]`)
     # model: a TokeniserConfig preset plus overrides (`--set model.channels=[8,16,32]`)
     model_preset: str = "fast"
     model_overrides: dict[str, Any] = field(default_factory=dict)
@@ -169,6 +171,8 @@ class TokeniserTrainConfig:
             raise bad("optimizer", f"must be one of {OPTIMISERS}, got {self.optimizer!r}")
         if self.num_workers < 0:
             raise bad("num_workers", "must be >= 0")
+        if self.loader not in LOADER_KINDS:
+            raise bad("loader", f"must be one of {list(LOADER_KINDS)}, got {self.loader!r}")
 
     def model_config(self, default_fields: Sequence[str] | None = None) -> TokeniserConfig:
         """The TokeniserConfig: preset + overrides (`default_fields` unless field_names given)."""
@@ -275,26 +279,15 @@ def build_datasets(
     return out
 
 
-def collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack windows of one dataset: fields (B, T, C, X, Y), field_indices (C,), dataset name."""
-    names = {s["dataset"] for s in samples}
-    if len(names) != 1:
-        raise DataError(f"a batch mixes datasets {sorted(names)}; batches must be single-dataset")
-    return {
-        "fields": torch.stack([s["fields"] for s in samples]),
-        "field_indices": samples[0]["field_indices"],
-        "dataset": samples[0]["dataset"],
-    }
-
-
 def build_loader(
     datasets: Sequence[WellWindowDataset],
     cfg: TokeniserTrainConfig,
     ctx: DistContext,
     start_batch: int = 0,
-) -> DataLoader:
+) -> BatchLoader:
     """Batches for steps start_batch..cfg.steps-1: one dataset per batch (equal probability),
-    this rank's disjoint shard; `start_batch` resumes the exact sequence."""
+    this rank's disjoint shard; `start_batch` resumes the exact sequence. `cfg.loader` picks
+    the PyTorch DataLoader or the DALI pipeline (identical batches)."""
     for ds in datasets:
         if len(ds) // ctx.world_size < cfg.batch_size:
             raise ConfigError(
@@ -302,24 +295,7 @@ def build_loader(
                 f"windows, fewer than {cfg.batch_size} per rank for {ctx.world_size} rank(s); "
                 "lower the batch size or generate more trajectories"
             )
-    data, lengths = concat(datasets)
-    sampler = MixedBatchSampler(
-        lengths,
-        cfg.batch_size,
-        rank=ctx.rank,
-        world_size=ctx.world_size,
-        seed=cfg.seed,
-        num_batches=max(0, cfg.steps - start_batch),
-        start_batch=start_batch,
-    )
-    return DataLoader(
-        data,
-        batch_sampler=sampler,
-        collate_fn=collate_windows,
-        num_workers=cfg.num_workers,
-        pin_memory=ctx.device.type == "cuda",
-        persistent_workers=False,
-    )
+    return build_batch_loader(cfg.loader, datasets, cfg, ctx, start_batch)
 
 
 def _base_registry(field_names: Sequence[str] | None) -> FieldRegistry:
@@ -525,6 +501,18 @@ def train_step(
     return StepOutput(loss_mean, float(grad_norm), not bad, batch["dataset"])
 
 
+def count_forward_backward(
+    stage: Stage, batch: dict[str, Any], scales: tuple[tuple[int, int], ...]
+) -> None:
+    """The model work of one step (forward + loss + backward) on this rank, without DDP hooks or
+    an optimiser step: what FLOP counting measures. Leaves gradients that `train_step` clears."""
+    cfg, dev = stage.cfg, stage.ctx.device
+    x = normalised_input(batch["fields"].to(dev), cfg.input_frames)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
+        recon = stage.tokeniser(x, batch["field_indices"], scales=scales)
+    reconstruction_loss(recon, x).backward()
+
+
 # ---- validation -------------------------------------------------------------------------------
 def validation_indices(n_windows: int, n: int) -> list[int]:
     """A fixed, evenly spread subset of `n` window indices (all when fewer exist)."""
@@ -728,10 +716,15 @@ def _train_loop(stage: Stage) -> TrainResult:
         dynamic_ncols=True,
     )
     global_batch = cfg.batch_size * ctx.world_size
+    # MFU where the peak is known (GPUs): per-device FLOPs of each scale combination, counted
+    # once on the unwrapped tokeniser (an extra forward + backward, outside the step's timing).
+    peak = peak_flops(ctx.device, torch.bfloat16 if cfg.amp else torch.float32)
+    step_flops = StepFlops(enabled=peak is not None)
     try:
         for batch in loader:
-            ts = time.perf_counter()
             scales = stage.tokeniser.sample_scales(scale_generator(cfg.seed, step))
+            flops = step_flops.get(scales, partial(count_forward_backward, stage, batch, scales))
+            ts = time.perf_counter()
             out = train_step(stage, batch, scales)
             if not out.finite:
                 last = ckpt_io.latest_checkpoint(stage.run_dir)
@@ -757,6 +750,8 @@ def _train_loop(stage: Stage) -> TrainResult:
                     "step_time_s": dt,
                     "steps_per_s": 1.0 / dt,
                     "samples_per_s": global_batch / dt,
+                    "flops_per_step": flops,
+                    "mfu": mfu(flops, 1.0 / dt, peak),
                     "elapsed_s": elapsed(),
                 }
             )

@@ -102,6 +102,38 @@ def test_two_datasets_mix_one_dataset_per_batch(cli_args, mixed_base: Path, tmp_
     assert "tracer" in tok.config.field_names
 
 
+# ---- loaders and throughput accounting ---------------------------------------------------------
+def test_dali_loader_trains_exactly_like_the_torch_loader_and_mfu_is_logged(
+    cli_args, mixed_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("nvidia.dali", reason="the DALI loader needs nvidia-dali")
+    # A declared peak makes MFU reportable on any device (on CPU it is only arithmetic).
+    monkeypatch.setenv("PHYSOK_PEAK_TFLOPS", "0.5")
+    losses = {}
+    for loader in ("torch", "dali"):
+        run = tmp_path / loader
+        extra = ("--steps", "3", "--val-every", "3", "--ckpt-every", "3", "--set")
+        args = cli_args(
+            mixed_base, run, *extra, f"loader={loader}", "--datasets", f"{EULER},noise_flow"
+        )
+        assert main(args) == 0
+        records = _records(run, "train")
+        losses[loader] = [(r["dataset"], r["loss"]) for r in records]
+        for r in records:
+            assert r["flops_per_step"] > 1e6
+            expected = r["flops_per_step"] / r["step_time_s"] / 0.5e12
+            assert r["mfu"] == pytest.approx(expected, rel=1e-9)
+    assert losses["dali"] == losses["torch"]
+
+
+def test_unknown_loader_names_the_option(
+    cli_args, euler_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(cli_args(euler_base, tmp_path / "run", "--set", "loader=jax")) == 2
+    err = capsys.readouterr().err
+    assert "loader" in err and "dali" in err
+
+
 # ---- resume (acceptance) ----------------------------------------------------------------------
 def test_interrupted_then_resumed_run_equals_uninterrupted(
     cli_args, euler_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
