@@ -1,8 +1,9 @@
 """Command line: `python -m physok.train tokeniser [options]` (see --help).
 
-Subcommands per stage (`tokeniser` now; `rollout` later); top-level options are reserved for
-whole-experiment switches. Run one process, or several with
-`torchrun --standalone --nproc_per_node=N -m physok.train tokeniser ...` (DDP).
+Subcommands per stage: `tokeniser` (pretraining) and `rollout` (next-frame training); top-level
+options are reserved for whole-experiment switches. Run one process, or several with
+`torchrun --standalone --nproc_per_node=N -m physok.train tokeniser ...` (DDP) or
+`... -m physok.train rollout ...` (FSDP2).
 
 Exit status: 0 done, 2 bad options or data, 3 training stopped (e.g. non-finite loss),
 130 interrupted.
@@ -59,6 +60,61 @@ def _add_tokeniser_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_tokeniser)
 
 
+def _add_rollout_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "rollout",
+        help="train the rollout model (predict frame 10 from frames 1-9)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Train tokeniser encoder -> processor -> decoder to predict frame 10 from frames 1-9 "
+            "(MAE in normalised units; AdamW, inverse-sqrt schedule per epoch, grad clip 5; "
+            "FSDP2 under torchrun). The tokeniser starts from --tokeniser-checkpoint or random "
+            "weights. Options left out come from --config (or, with --resume, from the run's "
+            "checkpoint); --set overrides any config field."
+        ),
+    )
+    p.add_argument(
+        "--config",
+        choices=("fast", "paper"),
+        default=None,
+        help="preset (default: fast; with --resume: the run's own)",
+    )
+    p.add_argument("--data-dir", help="base folder holding <dataset>/data/{train,valid}")
+    p.add_argument("--datasets", help="comma-separated dataset names (default: Euler periodic)")
+    p.add_argument("--run-dir", help="folder for checkpoints/ and metrics.jsonl")
+    p.add_argument("--steps", type=int, help="total optimiser steps")
+    p.add_argument("--batch-size", type=int, help="windows per batch per rank")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--val-every", type=int, help="validate every N steps")
+    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps")
+    p.add_argument("--seed", type=int, help="seed of init, data order and stochastic depth")
+    p.add_argument(
+        "--tokeniser-checkpoint",
+        help="tokeniser-stage checkpoint or run directory to start from (default: random init)",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("trainable", "mostly_frozen"),
+        help="tokeniser training strategy (mostly_frozen: only its heads and bottlenecks train)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile each processor block (default: on CUDA only)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in --run-dir (fresh start if none)",
+    )
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable), e.g. --set epoch_steps=100, "
+                   "--set processor.dim=64 or --set model.kernel_backend=reference")  # fmt: skip
+    p.set_defaults(handler=_run_rollout)
+
+
 class _StageParser(argparse.ArgumentParser):
     """Renders the presets' values in --help (imported only then: the stage pulls in torch)."""
 
@@ -75,6 +131,15 @@ class _StageParser(argparse.ArgumentParser):
                 "config fields (--set KEY=VALUE; also model.<TokeniserConfig key>), "
                 "fast and paper values:\n" + "\n".join(rows)
             )
+        elif self.prog.endswith(" rollout") and self.epilog is None:
+            from physok.train.rollout_stage import RolloutTrainConfig
+
+            fast, paper = RolloutTrainConfig.fast().to_dict(), RolloutTrainConfig.paper().to_dict()
+            rows = [f"  {k:<20} {json.dumps(fast[k]):<36} {json.dumps(paper[k])}" for k in fast]
+            self.epilog = (
+                "config fields (--set KEY=VALUE; also model.<TokeniserConfig key> and "
+                "processor.<ProcessorConfig key>), fast and paper values:\n" + "\n".join(rows)
+            )
         return super().format_help()
 
 
@@ -85,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="STAGE", parser_class=_StageParser)
     _add_tokeniser_parser(sub)
+    _add_rollout_parser(sub)
     return parser
 
 
@@ -173,6 +239,89 @@ def _run_tokeniser(args: argparse.Namespace) -> int:
         dist_utils.teardown(sync=ok)
     if is_main:
         _print_summary(result)
+    return EXIT_OK
+
+
+def rollout_config_from_args(args: argparse.Namespace):  # -> RolloutTrainConfig
+    """The rollout config: preset (or the resumed run's config) + options + --set overrides."""
+    import dataclasses
+    from pathlib import Path
+
+    from physok import checkpoint as ckpt_io
+    from physok.train.config_overrides import ConfigError
+    from physok.train.rollout_stage import CHECKPOINT_KIND, RolloutTrainConfig, apply_overrides
+
+    cfg = RolloutTrainConfig.preset_named(args.config or "fast")
+    run_dir = Path(args.run_dir or cfg.run_dir)
+    if args.resume:
+        latest = ckpt_io.latest_checkpoint(run_dir)
+        if latest is not None:
+            meta = ckpt_io.read_checkpoint_config(latest, kind=CHECKPOINT_KIND)
+            saved = RolloutTrainConfig.from_dict(
+                meta["train_config"] or {}, where=f"{latest / ckpt_io.CONFIG_FILE}"
+            )
+            if args.config is not None and args.config != saved.preset:
+                raise ConfigError(
+                    f"--config {args.config}: the run in {run_dir} was started with --config "
+                    f"{saved.preset}; drop --config when resuming"
+                )
+            cfg = saved
+    changes = {
+        f: getattr(args, a) for a, f in _ARG_TO_FIELD.items() if getattr(args, a) is not None
+    }
+    if args.datasets is not None:
+        changes["datasets"] = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    if args.tokeniser_checkpoint is not None:
+        changes["tokeniser_checkpoint"] = args.tokeniser_checkpoint
+    if args.strategy is not None:
+        changes["tokeniser_strategy"] = args.strategy
+    if args.compile is not None:
+        changes["compile"] = args.compile
+    cfg = dataclasses.replace(cfg, **changes)
+    cfg = apply_overrides(cfg, args.overrides)
+    cfg.validate()
+    return cfg
+
+
+def _print_rollout_summary(result) -> None:
+    print("rollout training finished")
+    print(f"  steps:       {result.steps}")
+    loss = "n/a" if result.final_loss is None else f"{result.final_loss:.6g}"
+    print(f"  final loss:  {loss}")
+    for name, value in result.val_mae.items():
+        print(f"  val MAE:     {name}: {value:.4f}")
+    for name, value in result.val_vrmse.items():
+        print(f"  val VRMSE:   {name}: {value:.4f}")
+    print(f"  wall-clock:  {result.wall_clock_s:.1f} s")
+    print(f"  checkpoint:  {result.checkpoint}")
+    print(f"  run dir:     {result.run_dir}")
+    sys.stdout.flush()
+
+
+def _run_rollout(args: argparse.Namespace) -> int:
+    from physok.train import distributed as dist_utils
+    from physok.train.distributed import DistributedError
+    from physok.train.rollout_stage import TrainingError, train
+
+    ok = False
+    try:
+        cfg = rollout_config_from_args(args)
+        result = train(cfg, resume=args.resume)
+        is_main = dist_utils.get_rank() == 0
+        ok = True
+    except TrainingError as e:
+        _error(f"training stopped: {e}")
+        return EXIT_TRAINING
+    except (ValueError, DistributedError) as e:  # DataError, ConfigError, CheckpointError, ...
+        _error(str(e))
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        _error("interrupted; continue with --resume (from the last checkpoint)")
+        return EXIT_INTERRUPTED
+    finally:
+        dist_utils.teardown(sync=ok)
+    if is_main:
+        _print_rollout_summary(result)
     return EXIT_OK
 
 

@@ -77,3 +77,29 @@ def cli_args() -> Callable[..., list[str]]:
         return args + (SMALL_MODEL if small else []) + list(extra)
 
     return build
+
+
+# Rollout stage: the small tokeniser above and a one-block processor of width 16.
+TINY_PROCESSOR = [
+    *("--set", "processor.dim=16", "--set", "processor.depth=1", "--set", "processor.heads=2"),
+    *("--set", "processor.mlp_hidden=32", "--set", "processor.norm_groups=2"),
+]
+
+
+@pytest.fixture
+def rollout_args() -> Callable[..., list[str]]:
+    """`rollout_args(base, run_dir, *extra, small=True)`: argv for `physok.train rollout` on
+    CPU, no progress bar, 2 validation windows, epochs of 1 step with 1 warmup and 1 cooldown
+    epoch (so runs of >= 2 steps have a valid schedule), and (small=True) the small tokeniser
+    with a tiny processor."""
+
+    def build(base: Path, run_dir: Path, *extra: str, small: bool = True) -> list[str]:
+        args = [
+            "rollout",
+            *("--data-dir", str(base), "--datasets", EULER, "--run-dir", str(run_dir)),
+            *("--device", "cpu", "--set", "progress=false", "--set", "val_windows=2"),
+            *("--set", "epoch_steps=1", "--set", "cooldown_epochs=1"),
+        ]
+        return args + ([*SMALL_MODEL, *TINY_PROCESSOR] if small else []) + list(extra)
+
+    return build
