@@ -5,7 +5,8 @@ presets; `setup` builds everything (process group, datasets, `build_model` from 
 random tokeniser plus a fresh processor, `parallelise`, optimiser, schedule, resume state);
 `train_step` is one optimiser step; `validate` measures frame-10 MAE and VRMSE; `save_checkpoint`
 / `resume_from` persist and restore the complete state; `train` is the loop. The data pipeline
-(`build_datasets`, `collate_windows`, `build_loader`) is the tokeniser stage's.
+(`build_datasets`, `build_loader`, `collate_windows`) is shared with the tokeniser stage
+(`physok.train.common`, `physok.data.loaders`).
 
 Choices (documented where they are made):
 - Loss: MAE of frame 10 in RMS-normalised units. The scales come from frames 1-9 of each
@@ -38,16 +39,17 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from physok import checkpoint as ckpt_io
+from physok.data.loaders import LOADER_KINDS, BatchLoader, collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
 from physok.metrics.vrmse import vrmse
@@ -59,6 +61,16 @@ from physok.models.tokeniser.scales import total_compression
 from physok.ops.rms_normalise import rms_normalise
 from physok.train import config_overrides
 from physok.train import distributed as dist_utils
+from physok.train.common import (
+    METRICS_FILE,
+    MetricsLog,
+    TrainingError,
+    build_datasets,
+    build_loader,
+    rng_state,
+    set_rng_state,
+    validation_indices,
+)
 from physok.train.config_overrides import (
     ConfigError,
     config_from_dict,
@@ -68,20 +80,9 @@ from physok.train.config_overrides import (
 from physok.train.distributed import DistContext
 from physok.train.optim import build_adamw
 from physok.train.schedule import InverseSqrtSchedule
-from physok.train.tokeniser_stage import (
-    METRICS_FILE,
-    MetricsLog,
-    TrainingError,
-    _rng_state,
-    _set_rng_state,
-    build_datasets,
-    build_loader,
-    collate_windows,
-    validation_indices,
-)
+from physok.train.throughput import StepFlops, mfu, peak_flops
 
 TOKENISER_KIND = "tokeniser"
-LOADERS = ("torch",)
 PROCESSOR_PREFIX = "processor."
 # Tokeniser config keys a run may set on top of a pretrained tokeniser: they choose how the
 # weights are used (which kernels, which fixed compression), not what the weights are.
@@ -252,8 +253,8 @@ class RolloutTrainConfig:
             raise bad("eps", f"must be > 0, got {self.eps}")
         if self.tokeniser_strategy not in STRATEGIES:
             raise bad("--strategy", f"must be one of {STRATEGIES}, got {self.tokeniser_strategy!r}")
-        if self.loader not in LOADERS:
-            raise bad("loader", f"must be one of {LOADERS}, got {self.loader!r}")
+        if self.loader not in LOADER_KINDS:
+            raise bad("loader", f"must be one of {list(LOADER_KINDS)}, got {self.loader!r}")
         if self.num_workers < 0:
             raise bad("num_workers", "must be >= 0")
         if self.model_preset is not None and self.model_preset not in ("fast", "paper"):
@@ -709,6 +710,18 @@ def train_step(stage: Stage, batch: dict[str, Any], step: int) -> StepOutput:
     return StepOutput(loss_mean, float(grad_norm), not bad, batch["dataset"], lr)
 
 
+def count_forward_backward(stage: Stage, batch: dict[str, Any]) -> None:
+    """The model work of one step (forward, frame-10 MAE, backward) without the optimiser step:
+    what FLOP counting measures. Every rank runs it (FSDP gathers need all of them); it leaves
+    gradients that `train_step` clears."""
+    cfg, dev = stage.cfg, stage.ctx.device
+    x, target = context_and_target(batch["fields"].to(dev), cfg.input_frames)
+    stage.model.train()
+    with _autocast(cfg, dev):
+        pred = stage.model(x, batch["field_indices"], normalised=True)[:, -1:]
+    prediction_loss(pred, target).backward()
+
+
 # ---- validation -------------------------------------------------------------------------------
 def _validation_batches(
     ds: WellWindowDataset, cfg: RolloutTrainConfig, ctx: DistContext
@@ -831,7 +844,7 @@ def save_checkpoint(stage: Stage, step: int, elapsed: float, metrics: dict[str, 
 
     Gathering the sharded weights and optimiser state is collective; rank 0 writes (atomically).
     """
-    rng = dist_utils.all_gather_object(_rng_state())
+    rng = dist_utils.all_gather_object(rng_state())
     weights = full_model_state(stage.model)
     optim_state = full_optimizer_state(stage.model, stage.optimizer)
     path = None
@@ -882,7 +895,7 @@ def resume_from(stage: Stage, ckpt: ckpt_io.Checkpoint) -> None:
             "differ, so the run will not equal an uninterrupted one"
         )
     rngs = state["rng"]
-    _set_rng_state(rngs[stage.ctx.rank] if stage.ctx.rank < len(rngs) else rngs[0])
+    set_rng_state(rngs[stage.ctx.rank] if stage.ctx.rank < len(rngs) else rngs[0])
 
 
 # ---- the loop ---------------------------------------------------------------------------------
@@ -909,8 +922,8 @@ def train(cfg: RolloutTrainConfig, *, resume: bool = False) -> TrainResult:
             ds.close()
 
 
-def _train_loader(stage: Stage, start_batch: int) -> DataLoader:
-    # The "torch" loader; other kinds (DALI) plug in here by `stage.cfg.loader`.
+def _train_loader(stage: Stage, start_batch: int) -> BatchLoader:
+    # `stage.cfg.loader` picks the PyTorch DataLoader or the DALI pipeline (identical batches).
     return build_loader(stage.train_sets, stage.cfg, stage.ctx, start_batch=start_batch)
 
 
@@ -974,8 +987,13 @@ def _train_loop(stage: Stage) -> TrainResult:
         dynamic_ncols=True,
     )
     global_batch = cfg.batch_size * ctx.world_size
+    # MFU where the peak is known (GPUs): per-device FLOPs of a step (shapes never change, so
+    # one key), counted once with an extra forward + backward outside the step's timing.
+    peak = peak_flops(ctx.device, torch.bfloat16 if cfg.amp else torch.float32)
+    step_flops = StepFlops(enabled=peak is not None)
     try:
         for batch in loader:
+            flops = step_flops.get("step", partial(count_forward_backward, stage, batch))
             ts = time.perf_counter()
             out = train_step(stage, batch, step)
             if not out.finite:
@@ -1003,6 +1021,8 @@ def _train_loop(stage: Stage) -> TrainResult:
                     "step_time_s": dt,
                     "steps_per_s": 1.0 / dt,
                     "samples_per_s": global_batch / dt,
+                    "flops_per_step": flops,
+                    "mfu": mfu(flops, 1.0 / dt, peak),
                     "elapsed_s": elapsed(),
                 }
             )

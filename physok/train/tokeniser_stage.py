@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,25 +32,29 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from physok import checkpoint as ckpt_io
-from physok.data.generators import GENERATORS
-from physok.data.loaders import LOADER_KINDS, BatchLoader, build_batch_loader, collate_windows
+from physok.data.loaders import LOADER_KINDS, collate_windows
 from physok.data.reader import WellWindowDataset
-from physok.data.registry import WELL_CHANNELS, FieldRegistry
+from physok.data.registry import FieldRegistry
 from physok.metrics.vrmse import vrmse
 from physok.models.tokeniser import Tokeniser, TokeniserConfig
 from physok.ops.rms_normalise import rms_normalise
 from physok.train import distributed as dist_utils
+from physok.train.common import (
+    METRICS_FILE,
+    MetricsLog,
+    TrainingError,
+    build_datasets,
+    build_loader,
+    rng_state,
+    set_rng_state,
+    validation_indices,
+)
 from physok.train.config_overrides import ConfigError, config_from_dict
 from physok.train.distributed import DistContext
 from physok.train.optim import OPTIMISERS, build_optimizer
 from physok.train.throughput import StepFlops, mfu, peak_flops
 
 CHECKPOINT_KIND = "tokeniser"
-METRICS_FILE = "metrics.jsonl"
-
-
-class TrainingError(RuntimeError):
-    """Training stopped (e.g. a non-finite loss); the message says what and how to proceed."""
 
 
 # ---- configuration ----------------------------------------------------------------------------
@@ -224,80 +226,6 @@ class Stage:
     notes: list[str] = field(default_factory=list)
 
 
-def _dataset_dir(cfg: TokeniserTrainConfig, name: str) -> Path:
-    base = Path(cfg.data_dir)
-    if not base.is_dir():
-        raise ConfigError(
-            f"--data-dir {base} does not exist; generate data with `python -m physok.data "
-            f"generate --dataset {name} --out {base}` or point --data-dir at a Well copy"
-        )
-    path = base / name
-    if path.is_dir():
-        return path
-    known = sorted(set(GENERATORS) | set(WELL_CHANNELS))
-    if name in known:
-        raise ConfigError(
-            f"--datasets {name}: folder {path} is missing; generate it with `python -m "
-            f"physok.data generate --dataset {name} --out {base}`"
-        )
-    present = sorted(p.name for p in base.iterdir() if (p / "data").is_dir())
-    raise ConfigError(
-        f"--datasets {name}: unknown dataset (no folder {path}); datasets in {base}: "
-        f"{present or 'none'}; known names: {known}"
-    )
-
-
-def build_datasets(
-    cfg: TokeniserTrainConfig,
-    registry: FieldRegistry,
-    split: str,
-    field_names: Sequence[str] | None = None,
-) -> list[WellWindowDataset]:
-    """One WellWindowDataset per `cfg.datasets` entry, sharing (and extending) `registry`.
-
-    With `field_names` (a tokeniser's fixed head registry) every channel must already be in it.
-    """
-    out = []
-    for name in cfg.datasets:
-        ds = WellWindowDataset(_dataset_dir(cfg, name), split, window=cfg.window, registry=registry)
-        if field_names is not None:
-            missing = [c for c in ds.channel_names if c not in field_names]
-            if missing:
-                raise ConfigError(
-                    f"--datasets {name}: channels {missing} are not in the tokeniser's "
-                    f"field_names {list(field_names)}; add them at the end of model.field_names "
-                    "or train a tokeniser whose registry includes them"
-                )
-        for size in ds.grid_shape:
-            if size < 1 or size & (size - 1):
-                raise ConfigError(
-                    f"--datasets {name}: grid {ds.grid_shape} is not a power of two in each "
-                    "dimension, which the tokeniser's spatial compression needs; regenerate "
-                    "with --resolution 64 (or another power of two)"
-                )
-        out.append(ds)
-    return out
-
-
-def build_loader(
-    datasets: Sequence[WellWindowDataset],
-    cfg: TokeniserTrainConfig,
-    ctx: DistContext,
-    start_batch: int = 0,
-) -> BatchLoader:
-    """Batches for steps start_batch..cfg.steps-1: one dataset per batch (equal probability),
-    this rank's disjoint shard; `start_batch` resumes the exact sequence. `cfg.loader` picks
-    the PyTorch DataLoader or the DALI pipeline (identical batches)."""
-    for ds in datasets:
-        if len(ds) // ctx.world_size < cfg.batch_size:
-            raise ConfigError(
-                f"--batch-size {cfg.batch_size}: dataset {ds.dataset_name} has {len(ds)} training "
-                f"windows, fewer than {cfg.batch_size} per rank for {ctx.world_size} rank(s); "
-                "lower the batch size or generate more trajectories"
-            )
-    return build_batch_loader(cfg.loader, datasets, cfg, ctx, start_batch)
-
-
 def _base_registry(field_names: Sequence[str] | None) -> FieldRegistry:
     return FieldRegistry(list(field_names)) if field_names is not None else FieldRegistry.default()
 
@@ -410,40 +338,6 @@ def _check_resume_config(cfg: TokeniserTrainConfig, ckpt: ckpt_io.Checkpoint) ->
 
 
 # ---- RNG state (checkpointed so a resumed run continues every random stream) -------------------
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()  # noqa: NPY002 (the legacy global stream itself)
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        # numpy's state as tensors and ints so train_state.pt loads with weights_only=True
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": random.getstate(),
-    }
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(  # noqa: NPY002
-        (
-            "MT19937",
-            n["keys"].numpy().astype(np.uint32),
-            n["pos"],
-            n["has_gauss"],
-            n["cached_gaussian"],
-        )
-    )
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-
-
 def scale_generator(seed: int, step: int) -> torch.Generator:
     """The generator that draws step `step`'s compression scales (same on every rank)."""
     mixed = int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])
@@ -514,13 +408,6 @@ def count_forward_backward(
 
 
 # ---- validation -------------------------------------------------------------------------------
-def validation_indices(n_windows: int, n: int) -> list[int]:
-    """A fixed, evenly spread subset of `n` window indices (all when fewer exist)."""
-    if n >= n_windows:
-        return list(range(n_windows))
-    return np.unique(np.rint(np.linspace(0, n_windows - 1, n)).astype(np.int64)).tolist()
-
-
 @torch.no_grad()
 def validate(stage: Stage) -> dict[str, float]:
     """Reconstruction VRMSE per dataset (eval scales) on a fixed subset of validation windows.
@@ -559,7 +446,7 @@ def validate(stage: Stage) -> dict[str, float]:
 # ---- checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(stage: Stage, step: int, elapsed: float, metrics: dict[str, Any]) -> Path:
     """Checkpoint weights, configs, optimiser, RNG (every rank's) and data position (rank 0)."""
-    rng = dist_utils.all_gather_object(_rng_state())
+    rng = dist_utils.all_gather_object(rng_state())
     path = None
     if stage.ctx.is_main:
         train_state = {
@@ -607,7 +494,7 @@ def resume_from(stage: Stage, ckpt: ckpt_io.Checkpoint) -> None:
             f"resuming a {saved_world}-rank run on {stage.ctx.world_size} rank(s): data shards "
             "differ, so the run will not equal an uninterrupted one"
         )
-    _set_rng_state(rngs[stage.ctx.rank] if stage.ctx.rank < len(rngs) else rngs[0])
+    set_rng_state(rngs[stage.ctx.rank] if stage.ctx.rank < len(rngs) else rngs[0])
 
 
 # ---- the loop ---------------------------------------------------------------------------------
@@ -621,37 +508,6 @@ class TrainResult:
     run_dir: Path
     resumed_from: Path | None = None
     notes: list[str] = field(default_factory=list)
-
-
-class MetricsLog:
-    """`metrics.jsonl` in the run dir (rank 0 only): one JSON object per step or validation."""
-
-    def __init__(self, path: Path, enabled: bool, keep_through_step: int | None) -> None:
-        self.path, self.enabled = path, enabled
-        if not enabled:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        kept = []
-        if keep_through_step is not None and path.exists():
-            # A resumed run replays the steps after its checkpoint: drop their old records.
-            for line in path.read_text().splitlines():
-                try:
-                    if json.loads(line).get("step", 0) <= keep_through_step:
-                        kept.append(line)
-                except json.JSONDecodeError:
-                    break  # a line cut by the crash
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
-        self._f = open(path, "a", buffering=1)
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            self._f.write(json.dumps(record) + "\n")
-
-    def close(self) -> None:
-        if self.enabled:
-            self._f.close()
 
 
 def train(cfg: TokeniserTrainConfig, *, resume: bool = False) -> TrainResult:

@@ -24,6 +24,7 @@ from physok.data.loaders import (
     Normalisation,
     build_batch_loader,
     build_sampler,
+    collate_windows,
     normalise_batch,
 )
 from physok.data.mixing import MixedBatchSampler
@@ -90,15 +91,21 @@ def test_dali_cpu_equals_torch_loader_with_mixing_and_resume(
     assert not torch.equal(dali_batches[0]["fields"], dali_batches[1]["fields"])
 
 
-def test_torch_kind_equals_the_tokeniser_stage_loader(
+def test_torch_kind_equals_a_plain_dataloader_over_the_mixed_sampler(
     two_datasets: list[WellWindowDataset],
 ) -> None:
-    from physok.train import tokeniser_stage
+    """The torch kind is exactly DataLoader(concat, MixedBatchSampler, collate), what the stages
+    used before loaders were selectable (and what the stages' `build_loader` returns now)."""
+    from torch.utils.data import DataLoader
+
+    from physok.data.mixing import concat
 
     cfg = _cfg(steps=6)
     ours = list(build_batch_loader("torch", two_datasets, cfg, CPU, start_batch=1))
-    stage = list(tokeniser_stage.build_loader(two_datasets, cfg, CPU, start_batch=1))
-    assert_same_batches(ours, stage)
+    data, lengths = concat(two_datasets)
+    sampler = MixedBatchSampler(lengths, 2, seed=5, num_batches=5, start_batch=1)
+    plain = list(DataLoader(data, batch_sampler=sampler, collate_fn=collate_windows))
+    assert_same_batches(ours, plain)
 
 
 @pytest.mark.parametrize(

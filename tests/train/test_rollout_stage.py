@@ -211,7 +211,7 @@ def test_tokeniser_strategies_train_the_right_parameters(
         (["--set", "processor.latent_channels=6"], r"rollout model: .*latent_channels \(18\)"),
         (["--set", "epoch_steps=3"], r"1 \+ 1 exceeds total_epochs = 1"),
         (["--set", "window=9"], r"window: windows of 9 frames cannot hold input_frames=9"),
-        (["--set", "loader=dali"], r"loader: must be one of \('torch',\)"),
+        (["--set", "loader=jax"], r"loader: must be one of \['torch', 'dali'\]"),
         (["--set", "stepz=1"], r"--set stepz: unknown option .*processor.<processor config key>"),
         (["--set", "lr=fast"], r"--set lr: expected a number, got 'fast'$"),
         (["--set", "input_frames=8", "--set", "window=9"], r"input_frames=8: .* multiple of 2"),

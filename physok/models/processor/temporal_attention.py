@@ -40,7 +40,10 @@ class TemporalAttention(nn.Module):
         self.norm = RMSGroupNorm(norm_groups, dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.q_norm = nn.LayerNorm(self.head_dim)
-        self.k_norm = nn.LayerNorm(self.head_dim)
+        # No bias on k's LayerNorm: it would add the same q.b to every score of a query row,
+        # which softmax ignores (a parameter with zero gradient). Spatial attention keeps it:
+        # RoPE rotates b differently per key position there, so it does change the scores.
+        self.k_norm = nn.LayerNorm(self.head_dim, bias=False)
         self.position_bias = RelativePositionBias(
             heads, num_buckets=bias_buckets, max_distance=bias_max_distance, bidirectional=False
         )
