@@ -14,7 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 EXIT_OK, EXIT_CONFIG, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 2, 3, 130
 
@@ -167,97 +168,27 @@ _ARG_TO_FIELD = {
 }
 
 
-def tokeniser_config_from_args(args: argparse.Namespace):  # -> TokeniserTrainConfig
-    """The stage config: preset (or the resumed run's config) + options + --set overrides."""
-    import dataclasses
-    from pathlib import Path
-
-    from physok import checkpoint as ckpt_io
-    from physok.train.config_overrides import ConfigError, apply_overrides
-    from physok.train.tokeniser_stage import CHECKPOINT_KIND, TokeniserTrainConfig
-
-    cfg = TokeniserTrainConfig.preset_named(args.config or "fast")
-    run_dir = Path(args.run_dir or cfg.run_dir)
-    if args.resume:
-        latest = ckpt_io.latest_checkpoint(run_dir)
-        if latest is not None:
-            meta = ckpt_io.read_checkpoint_config(latest, kind=CHECKPOINT_KIND)
-            saved = TokeniserTrainConfig.from_dict(
-                meta["train_config"] or {}, where=f"{latest / ckpt_io.CONFIG_FILE}"
-            )
-            if args.config is not None and args.config != saved.preset:
-                raise ConfigError(
-                    f"--config {args.config}: the run in {run_dir} was started with --config "
-                    f"{saved.preset}; drop --config when resuming"
-                )
-            cfg = saved
-    changes = {
-        f: getattr(args, a) for a, f in _ARG_TO_FIELD.items() if getattr(args, a) is not None
-    }
-    if args.datasets is not None:
-        changes["datasets"] = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
-    cfg = dataclasses.replace(cfg, **changes)
-    cfg = apply_overrides(cfg, args.overrides)
-    cfg.validate()
-    return cfg
-
-
-def _print_summary(result) -> None:
-    print("tokeniser pretraining finished")
-    print(f"  steps:       {result.steps}")
-    loss = "n/a" if result.final_loss is None else f"{result.final_loss:.6g}"
-    print(f"  final loss:  {loss}")
-    for name, value in result.val_vrmse.items():
-        print(f"  val VRMSE:   {name}: {value:.4f}")
-    print(f"  wall-clock:  {result.wall_clock_s:.1f} s")
-    print(f"  checkpoint:  {result.checkpoint}")
-    print(f"  run dir:     {result.run_dir}")
-    sys.stdout.flush()
-
-
-def _run_tokeniser(args: argparse.Namespace) -> int:
-    from physok.train import distributed as dist_utils
-    from physok.train.distributed import DistributedError
-    from physok.train.tokeniser_stage import TrainingError, train
-
-    ok = False
-    try:
-        cfg = tokeniser_config_from_args(args)
-        result = train(cfg, resume=args.resume)
-        is_main = dist_utils.get_rank() == 0
-        ok = True
-    except TrainingError as e:
-        _error(f"training stopped: {e}")
-        return EXIT_TRAINING
-    except (ValueError, DistributedError) as e:  # DataError, ConfigError, CheckpointError, ...
-        _error(str(e))
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        _error("interrupted; continue with --resume (from the last checkpoint)")
-        return EXIT_INTERRUPTED
-    finally:
-        dist_utils.teardown(sync=ok)
-    if is_main:
-        _print_summary(result)
-    return EXIT_OK
-
-
-def rollout_config_from_args(args: argparse.Namespace):  # -> RolloutTrainConfig
-    """The rollout config: preset (or the resumed run's config) + options + --set overrides."""
+def _stage_config_from_args(
+    args: argparse.Namespace,
+    config_cls: Any,
+    kind: str,
+    apply_overrides: Callable[[Any, list[str]], Any],
+    extra_changes: dict[str, Any],
+) -> Any:
+    """A stage config: preset (or, with --resume, the run's own config) + options + --set."""
     import dataclasses
     from pathlib import Path
 
     from physok import checkpoint as ckpt_io
     from physok.train.config_overrides import ConfigError
-    from physok.train.rollout_stage import CHECKPOINT_KIND, RolloutTrainConfig, apply_overrides
 
-    cfg = RolloutTrainConfig.preset_named(args.config or "fast")
+    cfg = config_cls.preset_named(args.config or "fast")
     run_dir = Path(args.run_dir or cfg.run_dir)
     if args.resume:
         latest = ckpt_io.latest_checkpoint(run_dir)
         if latest is not None:
-            meta = ckpt_io.read_checkpoint_config(latest, kind=CHECKPOINT_KIND)
-            saved = RolloutTrainConfig.from_dict(
+            meta = ckpt_io.read_checkpoint_config(latest, kind=kind)
+            saved = config_cls.from_dict(
                 meta["train_config"] or {}, where=f"{latest / ckpt_io.CONFIG_FILE}"
             )
             if args.config is not None and args.config != saved.preset:
@@ -271,24 +202,41 @@ def rollout_config_from_args(args: argparse.Namespace):  # -> RolloutTrainConfig
     }
     if args.datasets is not None:
         changes["datasets"] = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
-    if args.tokeniser_checkpoint is not None:
-        changes["tokeniser_checkpoint"] = args.tokeniser_checkpoint
-    if args.strategy is not None:
-        changes["tokeniser_strategy"] = args.strategy
-    if args.compile is not None:
-        changes["compile"] = args.compile
+    changes.update({k: v for k, v in extra_changes.items() if v is not None})
     cfg = dataclasses.replace(cfg, **changes)
     cfg = apply_overrides(cfg, args.overrides)
     cfg.validate()
     return cfg
 
 
-def _print_rollout_summary(result) -> None:
-    print("rollout training finished")
+def tokeniser_config_from_args(args: argparse.Namespace):  # -> TokeniserTrainConfig
+    """The tokeniser stage config: preset (or the resumed run's) + options + --set overrides."""
+    from physok.train.config_overrides import apply_overrides
+    from physok.train.tokeniser_stage import CHECKPOINT_KIND, TokeniserTrainConfig
+
+    return _stage_config_from_args(args, TokeniserTrainConfig, CHECKPOINT_KIND, apply_overrides, {})
+
+
+def rollout_config_from_args(args: argparse.Namespace):  # -> RolloutTrainConfig
+    """The rollout stage config: preset (or the resumed run's) + options + --set overrides."""
+    from physok.train.rollout_stage import CHECKPOINT_KIND, RolloutTrainConfig, apply_overrides
+
+    extra = {
+        "tokeniser_checkpoint": args.tokeniser_checkpoint,
+        "tokeniser_strategy": args.strategy,
+        "compile": args.compile,
+    }
+    return _stage_config_from_args(
+        args, RolloutTrainConfig, CHECKPOINT_KIND, apply_overrides, extra
+    )
+
+
+def _print_summary(title: str, result: Any) -> None:
+    print(f"{title} finished")
     print(f"  steps:       {result.steps}")
     loss = "n/a" if result.final_loss is None else f"{result.final_loss:.6g}"
     print(f"  final loss:  {loss}")
-    for name, value in result.val_mae.items():
+    for name, value in (getattr(result, "val_mae", None) or {}).items():
         print(f"  val MAE:     {name}: {value:.4f}")
     for name, value in result.val_vrmse.items():
         print(f"  val VRMSE:   {name}: {value:.4f}")
@@ -298,14 +246,20 @@ def _print_rollout_summary(result) -> None:
     sys.stdout.flush()
 
 
-def _run_rollout(args: argparse.Namespace) -> int:
+def _run_stage(
+    args: argparse.Namespace,
+    title: str,
+    config_from_args: Callable[[argparse.Namespace], Any],
+    train: Callable[..., Any],
+) -> int:
+    """Build the config, train, map failures to exit codes, print the summary on rank 0."""
     from physok.train import distributed as dist_utils
+    from physok.train.common import TrainingError
     from physok.train.distributed import DistributedError
-    from physok.train.rollout_stage import TrainingError, train
 
     ok = False
     try:
-        cfg = rollout_config_from_args(args)
+        cfg = config_from_args(args)
         result = train(cfg, resume=args.resume)
         is_main = dist_utils.get_rank() == 0
         ok = True
@@ -321,8 +275,20 @@ def _run_rollout(args: argparse.Namespace) -> int:
     finally:
         dist_utils.teardown(sync=ok)
     if is_main:
-        _print_rollout_summary(result)
+        _print_summary(title, result)
     return EXIT_OK
+
+
+def _run_tokeniser(args: argparse.Namespace) -> int:
+    from physok.train.tokeniser_stage import train
+
+    return _run_stage(args, "tokeniser pretraining", tokeniser_config_from_args, train)
+
+
+def _run_rollout(args: argparse.Namespace) -> int:
+    from physok.train.rollout_stage import train
+
+    return _run_stage(args, "rollout training", rollout_config_from_args, train)
 
 
 def _error(message: str) -> None:

@@ -7,6 +7,7 @@ handling, logging and resume mechanics are these functions, so both behave the s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -21,10 +22,29 @@ from physok.data.generators import GENERATORS
 from physok.data.loaders import BatchLoader, build_batch_loader
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import WELL_CHANNELS, FieldRegistry
-from physok.train.config_overrides import ConfigError
+from physok.train.config_overrides import ConfigError, config_from_dict
 from physok.train.distributed import DistContext
 
 METRICS_FILE = "metrics.jsonl"
+
+
+class StageConfigMixin:
+    """Preset lookup and JSON round trip shared by the stage configs (frozen dataclasses with
+    `fast()` and `paper()` class methods)."""
+
+    @classmethod
+    def preset_named(cls, name: str, **overrides: Any) -> Any:
+        presets = {"fast": cls.fast, "paper": cls.paper}  # type: ignore[attr-defined]
+        if name not in presets:
+            raise ConfigError(f"--config {name!r}: choose one of {sorted(presets)}")
+        return presets[name](**overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "train_config") -> Any:
+        return config_from_dict(cls, data, where)
 
 
 class StageDataConfig(Protocol):

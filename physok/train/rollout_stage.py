@@ -34,7 +34,6 @@ Choices (documented where they are made):
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -64,6 +63,7 @@ from physok.train import distributed as dist_utils
 from physok.train.common import (
     METRICS_FILE,
     MetricsLog,
+    StageConfigMixin,
     TrainingError,
     build_datasets,
     build_loader,
@@ -73,7 +73,6 @@ from physok.train.common import (
 )
 from physok.train.config_overrides import (
     ConfigError,
-    config_from_dict,
     parse_value,
     split_assignment,
 )
@@ -109,7 +108,7 @@ __all__ = [
 
 # ---- configuration ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RolloutTrainConfig:
+class RolloutTrainConfig(StageConfigMixin):
     """Everything the rollout stage needs; presets `fast()` and `paper()`."""
 
     preset: str = "fast"
@@ -183,20 +182,6 @@ class RolloutTrainConfig:
             run_dir="runs/rollout_paper",
         )
         return dataclasses.replace(base, **overrides)
-
-    @classmethod
-    def preset_named(cls, name: str, **overrides: Any) -> RolloutTrainConfig:
-        presets = {"fast": cls.fast, "paper": cls.paper}
-        if name not in presets:
-            raise ConfigError(f"--config {name!r}: choose one of {sorted(presets)}")
-        return presets[name](**overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "train_config") -> RolloutTrainConfig:
-        return config_from_dict(cls, data, where)
 
     def schedule(self) -> InverseSqrtSchedule:
         try:

@@ -15,7 +15,6 @@ from `seed`; the batch sequence is a pure function of (seed, rank, step) (MixedB
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from physok.train import distributed as dist_utils
 from physok.train.common import (
     METRICS_FILE,
     MetricsLog,
+    StageConfigMixin,
     TrainingError,
     build_datasets,
     build_loader,
@@ -49,7 +49,7 @@ from physok.train.common import (
     set_rng_state,
     validation_indices,
 )
-from physok.train.config_overrides import ConfigError, config_from_dict
+from physok.train.config_overrides import ConfigError
 from physok.train.distributed import DistContext
 from physok.train.optim import OPTIMISERS, build_optimizer
 from physok.train.throughput import StepFlops, mfu, peak_flops
@@ -59,7 +59,7 @@ CHECKPOINT_KIND = "tokeniser"
 
 # ---- configuration ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class TokeniserTrainConfig:
+class TokeniserTrainConfig(StageConfigMixin):
     """Everything the tokeniser pretraining stage needs; presets `fast()` and `paper()`."""
 
     preset: str = "fast"
@@ -116,20 +116,6 @@ class TokeniserTrainConfig:
             run_dir="runs/tokeniser_paper",
         )
         return dataclasses.replace(base, **overrides)
-
-    @classmethod
-    def preset_named(cls, name: str, **overrides: Any) -> TokeniserTrainConfig:
-        presets = {"fast": cls.fast, "paper": cls.paper}
-        if name not in presets:
-            raise ConfigError(f"--config {name!r}: choose one of {sorted(presets)}")
-        return presets[name](**overrides)
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "train_config") -> TokeniserTrainConfig:
-        return config_from_dict(cls, data, where)
 
     def validate(self) -> None:
         """Option-level checks (data-dependent ones happen in `build_datasets`)."""
