@@ -76,6 +76,25 @@ def test_fast_preset_validation_error_falls(
     assert model.config.processor.dim == 16 and model.config.tokeniser.channels == (4, 8, 8)
 
 
+def test_dali_loader_trains_exactly_like_the_torch_loader_and_mfu_is_logged(
+    rollout_args, euler_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("nvidia.dali", reason="the DALI loader needs nvidia-dali")
+    monkeypatch.setenv("PHYSOK_PEAK_TFLOPS", "0.5")  # makes MFU reportable on the CPU
+    losses = {}
+    for loader in ("torch", "dali"):
+        run = tmp_path / loader
+        extra = ("--steps", "3", "--val-every", "3", "--ckpt-every", "3", "--set")
+        assert main(rollout_args(euler_base, run, *extra, f"loader={loader}")) == 0
+        records = _records(run, "train")
+        losses[loader] = [r["loss"] for r in records]
+        for r in records:
+            assert r["flops_per_step"] > 1e6
+            expected = r["flops_per_step"] / r["step_time_s"] / 0.5e12
+            assert r["mfu"] == pytest.approx(expected, rel=1e-9)
+    assert losses["dali"] == losses["torch"]
+
+
 # ---- resume (acceptance) ----------------------------------------------------------------------
 def test_sigkill_mid_training_then_resume_matches_uninterrupted(
     rollout_args, euler_base: Path, tmp_path: Path
