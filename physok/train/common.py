@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
+from physok import checkpoint as ckpt_io
 from physok.data.generators import GENERATORS
 from physok.data.loaders import BatchLoader, build_batch_loader
 from physok.data.reader import WellWindowDataset
@@ -26,6 +28,31 @@ from physok.train.config_overrides import ConfigError, config_from_dict
 from physok.train.distributed import DistContext
 
 METRICS_FILE = "metrics.jsonl"
+
+
+def non_finite_step_error(run_dir: Path, step: int, out: Any) -> TrainingError:
+    """The error that stops a run whose step `step` (1-based) had a non-finite loss or gradient
+    (`out`: the stage's StepOutput); it names the last good checkpoint to resume from."""
+    last = ckpt_io.latest_checkpoint(run_dir)
+    return TrainingError(
+        f"non-finite loss or gradient at step {step} (loss {out.loss}, grad norm "
+        f"{out.grad_norm}, dataset {out.dataset}); the step was not applied and no "
+        "checkpoint was written. Last good checkpoint: "
+        f"{last if last is not None else 'none'}. Lower --lr or grad_clip and "
+        "continue with --resume, or check the data"
+    )
+
+
+def progress_bar(stage_name: str, total: int, initial: int, *, enabled: bool) -> tqdm:
+    """The training loop's progress bar (rank 0 only, `progress=false` to silence)."""
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=stage_name,
+        unit="step",
+        disable=not enabled,
+        dynamic_ncols=True,
+    )
 
 
 class StageConfigMixin:

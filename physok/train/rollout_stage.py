@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from physok import checkpoint as ckpt_io
 from physok.data.loaders import LOADER_KINDS, BatchLoader, collate_windows
@@ -67,6 +66,8 @@ from physok.train.common import (
     TrainingError,
     build_datasets,
     build_loader,
+    non_finite_step_error,
+    progress_bar,
     rng_state,
     set_rng_state,
     validation_indices,
@@ -963,14 +964,7 @@ def _train_loop(stage: Stage) -> TrainResult:
     if cfg.val_at_start and step == 0:
         run_validation()
     loader = _train_loader(stage, step)
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc="rollout",
-        unit="step",
-        disable=not (main and cfg.progress),
-        dynamic_ncols=True,
-    )
+    bar = progress_bar("rollout", cfg.steps, step, enabled=main and cfg.progress)
     global_batch = cfg.batch_size * ctx.world_size
     # MFU where the peak is known (GPUs): per-device FLOPs of a step (shapes never change, so
     # one key), counted once with an extra forward + backward outside the step's timing.
@@ -982,14 +976,7 @@ def _train_loop(stage: Stage) -> TrainResult:
             ts = time.perf_counter()
             out = train_step(stage, batch, step)
             if not out.finite:
-                last = ckpt_io.latest_checkpoint(stage.run_dir)
-                raise TrainingError(
-                    f"non-finite loss or gradient at step {step + 1} (loss {out.loss}, grad norm "
-                    f"{out.grad_norm}, dataset {out.dataset}); the step was not applied and no "
-                    "checkpoint was written. Last good checkpoint: "
-                    f"{last if last is not None else 'none'}. Lower --lr or grad_clip and "
-                    "continue with --resume, or check the data"
-                )
+                raise non_finite_step_error(stage.run_dir, step + 1, out)
             epoch = stage.schedule.epoch_of_step(step) + 1  # 1-based, for the log
             step += 1
             last_loss = out.loss

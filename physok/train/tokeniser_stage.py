@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from physok import checkpoint as ckpt_io
 from physok.data.loaders import LOADER_KINDS, collate_windows
@@ -45,6 +44,8 @@ from physok.train.common import (
     TrainingError,
     build_datasets,
     build_loader,
+    non_finite_step_error,
+    progress_bar,
     rng_state,
     set_rng_state,
     validation_indices,
@@ -549,14 +550,7 @@ def _train_loop(stage: Stage) -> TrainResult:
     if cfg.val_at_start and step == 0:
         run_validation()
     loader = build_loader(stage.train_sets, cfg, ctx, start_batch=step)
-    bar = tqdm(
-        total=cfg.steps,
-        initial=step,
-        desc="tokeniser",
-        unit="step",
-        disable=not (main and cfg.progress),
-        dynamic_ncols=True,
-    )
+    bar = progress_bar("tokeniser", cfg.steps, step, enabled=main and cfg.progress)
     global_batch = cfg.batch_size * ctx.world_size
     # MFU where the peak is known (GPUs): per-device FLOPs of each scale combination, counted
     # once on the unwrapped tokeniser (an extra forward + backward, outside the step's timing).
@@ -569,14 +563,7 @@ def _train_loop(stage: Stage) -> TrainResult:
             ts = time.perf_counter()
             out = train_step(stage, batch, scales)
             if not out.finite:
-                last = ckpt_io.latest_checkpoint(stage.run_dir)
-                raise TrainingError(
-                    f"non-finite loss or gradient at step {step + 1} (loss {out.loss}, grad norm "
-                    f"{out.grad_norm}, dataset {out.dataset}); the step was not applied and no "
-                    "checkpoint was written. Last good checkpoint: "
-                    f"{last if last is not None else 'none'}. Lower --lr or grad_clip and "
-                    "continue with --resume, or check the data"
-                )
+                raise non_finite_step_error(stage.run_dir, step + 1, out)
             step += 1
             last_loss = out.loss
             dt = time.perf_counter() - ts
