@@ -3,17 +3,17 @@
 Nothing is compiled at import of physok: the first call of `load_native()` (made by an op's
 "native" backend) builds the sources with `torch.utils.cpp_extension.load` (ninja, -O3 -fopenmp)
 into a cache folder and loads the library, which registers the `torch.ops.physok_native` ops.
-The folder is `$PHYSOK_NATIVE_BUILD_DIR` if set, else
-`~/.cache/physok/native/<torch version>-<hash>`, the hash covering the sources, the flags and
-whether the CUDA source is included, so a changed source never loads a stale library. A finished
+The folder is `<root>/<torch version>-<hash>`, root `$PHYSOK_NATIVE_BUILD_DIR` if set, else
+`~/.cache/physok/native`; the hash covers the sources, the flags, whether the CUDA source is
+included and the GPU targets, so a changed source or machine never loads a stale library. A finished
 build leaves a marker file: later processes load the library straight away (no ninja run).
 Concurrent first builds are serialised by cpp_extension's lock file in the build folder.
 
 When there is no C++ compiler or ninja, or the build fails, `native_available()` is False and
 `native_unavailable_reason()` says why; callers fall back to their reference and warn once
 (`warn_fallback`). The CUDA source is compiled only when torch is a CUDA build and nvcc exists
-(`cpp_extension.CUDA_HOME`); otherwise the library has the CPU implementation only and
-`native_available(cuda_tensor)` is False.
+(`cpp_extension.CUDA_HOME`); otherwise, or when that build fails, the library has the CPU
+implementation only and `native_available(cuda_tensor)` is False.
 """
 
 from __future__ import annotations
@@ -39,7 +39,13 @@ LDFLAGS = ("-fopenmp",)
 CUDA_CFLAGS = ("-O3",)
 
 _lock = threading.Lock()
-_state: dict[str, object] = {"tried": False, "ok": False, "cuda": False, "reason": None}
+_state: dict[str, object] = {
+    "tried": False,
+    "ok": False,
+    "cuda": False,
+    "reason": None,
+    "cuda_reason": None,  # why CUDA tensors are not served although the CPU op is
+}
 _warned: set[tuple[str, str]] = set()
 
 
@@ -63,18 +69,35 @@ def _sources(with_cuda: bool) -> list[Path]:
     return [source_dir() / n for n in names]
 
 
+def _cuda_arch_key(with_cuda: bool) -> tuple[object, ...]:
+    """What the CUDA code is compiled for: cpp_extension targets $TORCH_CUDA_ARCH_LIST, else
+    the visible GPUs, so a cache shared between machines must not mix them."""
+    if not with_cuda:
+        return ()
+    caps: list[tuple[int, int]] = []
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        caps = sorted({torch.cuda.get_device_capability(i) for i in range(n)})
+    return (os.environ.get("TORCH_CUDA_ARCH_LIST"), tuple(caps))
+
+
 def build_dir(with_cuda: bool | None = None) -> Path:
-    """The cache folder for this torch version, these sources and flags."""
-    if os.environ.get(BUILD_DIR_ENV):
-        return Path(os.environ[BUILD_DIR_ENV]).expanduser()
+    """The cache folder for this torch version, these sources, flags and GPU targets.
+
+    Under `$PHYSOK_NATIVE_BUILD_DIR` when set (else `~/.cache/physok/native`); the hashed tag is
+    always part of the path, so a changed source or target never loads a stale library.
+    """
     if with_cuda is None:
         with_cuda = _cuda_toolchain()
     h = hashlib.sha256()
     for path in _sources(with_cuda) + [source_dir() / n for n in HEADERS]:
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    h.update(repr((CFLAGS, LDFLAGS, CUDA_CFLAGS, with_cuda, torch.version.cuda)).encode())
+    key = (CFLAGS, LDFLAGS, CUDA_CFLAGS, with_cuda, torch.version.cuda, _cuda_arch_key(with_cuda))
+    h.update(repr(key).encode())
     tag = f"{torch.__version__}-{h.hexdigest()[:16]}".replace("+", "_")
-    return Path.home() / ".cache" / "physok" / "native" / tag
+    root = os.environ.get(BUILD_DIR_ENV)
+    base = Path(root).expanduser() if root else Path.home() / ".cache" / "physok" / "native"
+    return base / tag
 
 
 def _compiler_problem() -> str | None:
@@ -95,8 +118,22 @@ def _op_registered() -> bool:
 
 
 def _build_and_load() -> tuple[bool, bool, str | None]:
-    """(ok, has_cuda, reason). Never raises."""
+    """(ok, has_cuda, reason). Never raises. A failed CUDA build (e.g. nvcc's CUDA version not
+    matching torch's) still leaves the CPU op: the CPU-only library is built then, and the
+    CUDA failure is kept as the reason CUDA tensors fall back."""
     with_cuda = _cuda_toolchain()
+    ok, reason = _build_and_load_variant(with_cuda)
+    if ok or not with_cuda:
+        return ok, with_cuda and ok, reason
+    ok_cpu, reason_cpu = _build_and_load_variant(False)
+    if ok_cpu:
+        _state["cuda_reason"] = reason
+        return True, False, None
+    return False, False, reason_cpu
+
+
+def _build_and_load_variant(with_cuda: bool) -> tuple[bool, str | None]:
+    """Build (or load the cached) library with or without the CUDA source: (ok, reason)."""
     try:
         out = build_dir(with_cuda)
         marker = out / _MARKER
@@ -104,10 +141,10 @@ def _build_and_load() -> tuple[bool, bool, str | None]:
             lib = Path(marker.read_text().strip())
             if lib.is_file():
                 torch.ops.load_library(str(lib))
-                return True, with_cuda, None
+                return True, None
         problem = _compiler_problem()
         if problem is not None:
-            return False, False, problem
+            return False, problem
         from torch.utils import cpp_extension
 
         out.mkdir(parents=True, exist_ok=True)
@@ -125,11 +162,12 @@ def _build_and_load() -> tuple[bool, bool, str | None]:
         tmp = marker.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(str(lib))
         tmp.replace(marker)  # atomic: another process sees no marker or a complete one
-        return True, with_cuda, None
+        return True, None
     except Exception as exc:  # a failed build must never crash the caller
         text = str(exc).strip().splitlines()
         detail = " | ".join(text[-6:]) if text else type(exc).__name__
-        return False, False, f"building the native ops failed ({type(exc).__name__}): {detail}"
+        what = "with the CUDA source " if with_cuda else ""
+        return False, f"building the native ops {what}failed ({type(exc).__name__}): {detail}"
 
 
 def load_native() -> bool:
@@ -165,6 +203,8 @@ def native_unavailable_reason(tensor: torch.Tensor | None = None) -> str | None:
     if native_available(tensor):
         return None
     if _state["ok"]:
+        if _state["cuda_reason"]:
+            return f"the CPU op is built, the CUDA one is not: {_state['cuda_reason']}"
         return (
             f"the native library has no {tensor.device.type} implementation (the CUDA source "
             "is compiled only with a CUDA build of torch and nvcc on PATH / $CUDA_HOME)"
@@ -173,13 +213,14 @@ def native_unavailable_reason(tensor: torch.Tensor | None = None) -> str | None:
 
 
 def warn_fallback(op: str, tensor: torch.Tensor | None = None) -> None:
-    """Warn, once per (op, reason), that `op` falls back to its reference."""
+    """Warn, once per (op, reason), that `op` falls back to the default backend."""
     reason = native_unavailable_reason(tensor) or "unknown"
     if (op, reason) in _warned:
         return
     _warned.add((op, reason))
     warnings.warn(
-        f"{op}: native backend unavailable, using the reference instead: {reason}",
+        f"{op}: native backend unavailable, using the default backend instead (Triton on "
+        f"CUDA, else the reference): {reason}",
         RuntimeWarning,
         stacklevel=3,
     )
@@ -188,5 +229,5 @@ def warn_fallback(op: str, tensor: torch.Tensor | None = None) -> None:
 def _reset_for_tests() -> None:
     """Forget the build outcome and the warnings given (tests simulate failures with it)."""
     with _lock:
-        _state.update(tried=False, ok=False, cuda=False, reason=None)
+        _state.update(tried=False, ok=False, cuda=False, reason=None, cuda_reason=None)
         _warned.clear()

@@ -189,8 +189,10 @@ def binned_spectral_power(
 
         if native_build.native_available(pred):
             return binned_spectral_power_native(pred, true, edges)
+        # Unavailable (no compiler, failed build, no CUDA build): the default rule instead, so
+        # a GPU without nvcc still gets the Triton kernel rather than the slow reference.
         native_build.warn_fallback("binned_spectral_power", pred)
-        return binned_spectral_power_reference(pred, true, edges)
+        backend = "auto"
     if use_triton(pred, backend, "binned_spectral_power"):
         from physok_kernels.spectral_binning import binned_spectral_power as fast
 

@@ -224,7 +224,7 @@ def test_failed_build_falls_back_to_reference_with_one_warning_and_a_reason(
     )
     pred, true = _pair((2, 7, 6), seed=6)
     edges = sb.the_well_bin_edges((7, 6))
-    with pytest.warns(RuntimeWarning, match="reference instead: simulated: the compiler died"):
+    with pytest.warns(RuntimeWarning, match=r"else the reference\): simulated: the compiler died"):
         err, tru = sb.binned_spectral_power(pred, true, edges, backend="native")
     err_r, tru_r = sb.binned_spectral_power_reference(pred, true, edges)
     assert torch.equal(err, err_r) and torch.equal(tru, tru_r)
@@ -235,6 +235,32 @@ def test_failed_build_falls_back_to_reference_with_one_warning_and_a_reason(
         sb.binned_spectral_power(pred, true, edges, backend="native")
     with pytest.raises(RuntimeError, match="the compiler died"):
         sb.binned_spectral_power_native(pred, true, edges)
+
+
+def test_failed_cuda_build_keeps_the_cpu_op_and_says_why_cuda_falls_back(
+    forget_build, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+
+    def variant(with_cuda: bool):
+        calls.append(with_cuda)
+        return (False, "simulated: nvcc 12.4 vs torch's CUDA 13.0") if with_cuda else (True, None)
+
+    monkeypatch.setattr(native_build, "_op_registered", lambda: False)
+    monkeypatch.setattr(native_build, "_cuda_toolchain", lambda: True)
+    monkeypatch.setattr(native_build, "_build_and_load_variant", variant)
+    assert native_build.native_available()  # the CPU op
+    assert calls == [True, False]
+    cuda_like = torch.empty(0, device="meta")  # any non-CPU tensor
+    assert not native_build.native_available(cuda_like)
+    assert "nvcc 12.4" in native_build.native_unavailable_reason(cuda_like)
+
+
+def test_build_folder_always_carries_the_hash(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv(native_build.BUILD_DIR_ENV, str(tmp_path))
+    folder = native_build.build_dir(with_cuda=False)
+    assert folder.parent == tmp_path and folder.name.startswith(torch.__version__.split("+")[0])
+    assert native_build.build_dir(with_cuda=True) != folder  # another variant, another folder
 
 
 def test_missing_compiler_is_a_reason_not_a_crash(
