@@ -15,10 +15,12 @@ Backends:
     "math"   the reference, written out: fp32 (or fp64) accumulation of the scores, the softmax
              and the weighted sum, cast back to the input dtype. Used by the tests.
 
-Selection: the `backend` argument > $PHYSOK_ATTENTION (auto|flash|sdpa|math) > "auto".
+Selection: the `backend` argument > $PHYSOK_ATTENTION (auto|flash|sdpa|math) > "auto"; an
+argument of "auto" (a config's way of saying "no preference") also defers to the variable.
 "auto" is "flash" when the call can use it (CUDA, half precision, no bias), else "sdpa"
-(on CUDA its memory-efficient kernel takes an additive bias exactly; on CPU torch's fused CPU
-kernel). The reference is only used when asked for: it materialises the full score matrix.
+(on CUDA its memory-efficient kernel takes an additive bias exactly, with head dims padded to
+a multiple of 8 in half precision as that kernel needs; on CPU torch's fused CPU kernel). The
+reference is only used when asked for: it materialises the full score matrix.
 
 Calls with an additive `bias` never run a flash kernel (they cannot take one): they go to SDPA
 with `attn_mask`, which is exact, even when "flash" was forced — the temporal T5 bias is never
@@ -46,7 +48,10 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def requested_backend(backend: str | None = None) -> str:
-    """The backend asked for: the argument, else $PHYSOK_ATTENTION, else "auto"."""
+    """The backend asked for: the argument unless None or "auto", else $PHYSOK_ATTENTION, else
+    "auto" (the same rule as physok.ops.backend)."""
+    if backend is not None and backend.strip().lower() == "auto":
+        backend = None
     choice = backend if backend is not None else os.environ.get(ENV_VAR, "auto")
     choice = choice.strip().lower()
     if choice not in BACKENDS:
@@ -91,6 +96,12 @@ def _probe() -> dict[str, object]:
         sdpa_flash = bool(built) and major >= 8
     _PROBE.update(package=package, sdpa_flash=sdpa_flash)
     return _PROBE
+
+
+def probe_kernels() -> None:
+    """Detect the flash kernels now (GPU capability, flash-attn import). Attention layers call
+    it at construction so the detection never runs inside a torch.compile trace."""
+    _probe()
 
 
 def _flash_attn_package() -> tuple[str, Callable[..., object]] | None:
@@ -231,14 +242,18 @@ def attention_math(
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
     acc = torch.promote_types(q.dtype, torch.float32)
-    scores = torch.matmul(q.to(acc), k.to(acc).transpose(-2, -1)) * scale
-    if bias is not None:
-        scores = scores + bias.to(acc)
-    if causal:
-        keep = _causal_keep(q.shape[-2], k.shape[-2], q.device)
-        scores = scores.masked_fill(~keep, float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    return torch.matmul(probs, v.to(acc)).to(q.dtype)
+    # Autocast would run the matmuls in bf16 and undo the accumulation dtype: a reference
+    # must not depend on the caller's autocast state.
+    with torch.autocast(q.device.type, enabled=False):
+        scores = torch.matmul(q.to(acc), k.to(acc).transpose(-2, -1)) * scale
+        if bias is not None:
+            scores = scores + bias.to(acc)
+        if causal:
+            keep = _causal_keep(q.shape[-2], k.shape[-2], q.device)
+            scores = scores.masked_fill(~keep, float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        out = torch.matmul(probs, v.to(acc))
+    return out.to(q.dtype)
 
 
 def _attention_sdpa(
@@ -261,6 +276,16 @@ def _attention_sdpa(
             bias = bias.masked_fill(~keep, float("-inf"))
         # SDPA wants the mask in the query dtype.
         bias = bias.to(dtype)
+        dv = v.shape[-1]
+        unaligned = q.shape[-1] % HEAD_DIM_MULTIPLE or dv % HEAD_DIM_MULTIPLE
+        if q.is_cuda and dtype in _HALF and unaligned:
+            d = -(-max(q.shape[-1], dv) // HEAD_DIM_MULTIPLE) * HEAD_DIM_MULTIPLE
+            # The memory-efficient kernel (the one that takes a bias) needs head dims that are
+            # multiples of 8 in half precision; otherwise SDPA silently drops to its math
+            # kernel. Zero columns change neither q.k nor the kept output columns: exact.
+            q, k, v = (F.pad(t, (0, d - t.shape[-1])) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+            return out[..., :dv]
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
     return F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
 

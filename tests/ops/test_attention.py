@@ -109,6 +109,21 @@ def test_selection_argument_beats_environment(monkeypatch):
     assert resolve_backend(q, k, v, bias=bias) == "sdpa"
 
 
+def test_auto_argument_defers_to_the_environment(monkeypatch):
+    q, k, v, _ = _inputs(1, 1, 2, 2, 8, torch.float32)
+    monkeypatch.setenv(attn.ENV_VAR, "math")
+    assert resolve_backend(q, k, v, backend="auto") == "math"  # a config's "no preference"
+
+
+def test_math_reference_ignores_autocast():
+    q, k, v, bias = _inputs(2, 3, 5, 5, 68, torch.float32, seed=3)
+    plain = attention_math(q, k, v, bias=bias, causal=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = attention_math(q, k, v, bias=bias, causal=True)
+    assert under.dtype == torch.float32
+    torch.testing.assert_close(under, plain, rtol=1e-6, atol=1e-6)
+
+
 def test_bias_calls_never_route_to_flash(monkeypatch):
     q, k, v, bias = _inputs(1, 2, 4, 4, 68, torch.float32)
     # Pretend this machine could run flash for the call: bias-free calls then pick it...
@@ -201,3 +216,17 @@ def test_gpu_flash_under_autocast_with_fp32_inputs():
     assert resolve_backend(q, k, v) == "sdpa"
     with pytest.raises(RuntimeError, match="float16/bfloat16"):
         attention(q, k, v, backend="flash")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_gpu_bias_path_runs_the_memory_efficient_kernel_at_head_dim_68(dtype):
+    """Unpadded, d=68 in half precision has no fused kernel taking a bias (SDPA would fall to
+    its math kernel); the padded call must be served by the memory-efficient kernel alone."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    q, k, v, bias = _inputs(64, 16, 3, 3, 68, dtype, device="cuda", seed=5)
+    with sdpa_kernel([SDPBackend.EFFICIENT_ATTENTION]):
+        out = attention(q, k, v, bias=bias.cuda(), causal=True, backend="sdpa")
+    want = _naive(q.cpu(), k.cpu(), v.cpu(), bias.cpu(), causal=True)
+    torch.testing.assert_close(out.double().cpu(), want, rtol=TOL[dtype], atol=TOL[dtype])

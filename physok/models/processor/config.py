@@ -11,7 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-ATTENTION_BACKENDS = ("auto", "flash", "sdpa", "math")
+from physok.ops.attention import BACKENDS
+
+ATTENTION_BACKENDS = BACKENDS  # physok.ops.attention's names
 
 
 @dataclass(frozen=True)

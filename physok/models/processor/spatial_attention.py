@@ -15,7 +15,7 @@ from torch import nn
 from physok.models.processor.drop_path import DropPath
 from physok.models.processor.rms_group_norm import RMSGroupNorm
 from physok.models.processor.rotary import AxialRotary
-from physok.ops.attention import attention
+from physok.ops.attention import attention, probe_kernels
 
 
 def swiglu(x: torch.Tensor) -> torch.Tensor:
@@ -46,6 +46,7 @@ class SpatialAttention(nn.Module):
         self.heads = heads
         self.head_dim = dim // heads
         self.attention_backend = attention_backend
+        probe_kernels()  # outside any torch.compile trace
         self.norm = RMSGroupNorm(norm_groups, dim)
         self.fused_dims = (mlp_hidden, dim, dim, dim)  # MLP, q, k, v
         self.fused = nn.Linear(dim, sum(self.fused_dims))

@@ -15,7 +15,7 @@ from torch import nn
 from physok.models.processor.drop_path import DropPath
 from physok.models.processor.relative_position_bias import RelativePositionBias
 from physok.models.processor.rms_group_norm import RMSGroupNorm
-from physok.ops.attention import attention
+from physok.ops.attention import attention, probe_kernels
 
 
 class TemporalAttention(nn.Module):
@@ -37,6 +37,7 @@ class TemporalAttention(nn.Module):
         self.heads = heads
         self.head_dim = dim // heads
         self.attention_backend = attention_backend
+        probe_kernels()  # outside any torch.compile trace
         self.norm = RMSGroupNorm(norm_groups, dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.q_norm = nn.LayerNorm(self.head_dim)
