@@ -39,6 +39,7 @@ used either way.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -223,14 +224,29 @@ class RolloutModel(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike,
+        map_location: str | torch.device = "cpu",
+        *,
+        kernel_backend: str = "auto",
+        attention_backend: str | None = None,
     ) -> RolloutModel:
-        """Load a rollout model from a checkpoint directory (or a run directory: its latest)."""
+        """Load a rollout model from a checkpoint directory (or a run directory: its latest).
+
+        The backends are runtime choices, not architecture: the ones the run was trained with
+        (e.g. "flash" on a GPU) may not exist where the model is loaded, so they are set here
+        (default: the dispatch's own choice, `$PHYSOK_KERNELS` / `$PHYSOK_ATTENTION`).
+        """
         from physok.checkpoint import CheckpointError, load_checkpoint, load_model_state
 
         ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
         try:
             config = RolloutModelConfig.from_dict(ckpt.model_config)
+            config = RolloutModelConfig(
+                dataclasses.replace(config.tokeniser, kernel_backend=kernel_backend),
+                dataclasses.replace(config.processor, attention_backend=attention_backend),
+                config.context_frames,
+            )
         except (TypeError, ValueError) as e:
             raise CheckpointError(
                 f"{ckpt.path}: config.json holds an invalid rollout model config: {e}"

@@ -199,3 +199,28 @@ def test_save_and_load_pretrained(tmp_path) -> None:
     x = _fields(6, dtype=torch.float32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, IDX), model(x, IDX), rtol=0, atol=0)
+
+
+def test_loading_resets_runtime_backends(tmp_path) -> None:
+    """A model trained with "flash" attention (GPU) or "triton" kernels loads anywhere: the
+    backends are runtime choices, set at load time (default: the dispatch's own)."""
+    import dataclasses
+
+    model = _model(dtype=torch.float32)
+    cfg = model.config
+    gpu_cfg = RolloutModelConfig(
+        dataclasses.replace(cfg.tokeniser, kernel_backend="triton"),
+        dataclasses.replace(cfg.processor, attention_backend="flash"),
+        cfg.context_frames,
+    )
+    trained = RolloutModel.from_config(gpu_cfg)
+    trained.load_state_dict(model.state_dict())
+    trained.save_pretrained(tmp_path / "m")
+    loaded = RolloutModel.from_pretrained(tmp_path / "m").eval()
+    assert loaded.config.processor.attention_backend is None
+    assert loaded.config.tokeniser.kernel_backend == "auto"
+    x = _fields(7, dtype=torch.float32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, IDX), model.eval()(x, IDX), rtol=0, atol=0)
+    forced = RolloutModel.from_pretrained(tmp_path / "m", attention_backend="math")
+    assert forced.config.processor.attention_backend == "math"

@@ -133,14 +133,24 @@ class Tokeniser(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike, map_location: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike,
+        map_location: str | torch.device = "cpu",
+        *,
+        kernel_backend: str = "auto",
     ) -> Tokeniser:
-        """Load a tokeniser from a checkpoint directory (or a run directory: its latest)."""
+        """Load a tokeniser from a checkpoint directory (or a run directory: its latest).
+
+        `kernel_backend` is a runtime choice, not architecture (the run's may not exist here):
+        default "auto", i.e. the dispatch's rule with `$PHYSOK_KERNELS`.
+        """
         from physok.checkpoint import load_checkpoint, load_model_state
 
         ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
         try:
-            config = TokeniserConfig.from_dict(ckpt.model_config)
+            config = TokeniserConfig.from_dict(
+                {**ckpt.model_config, "kernel_backend": kernel_backend}
+            )
         except (TypeError, ValueError) as e:
             raise ValueError(
                 f"{ckpt.path}: config.json holds an invalid tokeniser config: {e}"
