@@ -672,7 +672,9 @@ def train_step(stage: Stage, batch: dict[str, Any], step: int) -> StepOutput:
     cfg, dev = stage.cfg, stage.ctx.device
     lr = stage.schedule.apply(stage.optimizer, step)
     x, target = context_and_target(batch["fields"].to(dev, non_blocking=True), cfg.input_frames)
-    idx = batch["field_indices"]  # stays on the host: the tokeniser validates, then moves it
+    # A list, not a tensor: DDP/FSDP move tensor arguments to the GPU, and the tokeniser's
+    # index checks would then synchronise the device; a list is checked on the host.
+    idx = batch["field_indices"].tolist()
     stage.model.train()
     with _autocast(cfg, dev):
         pred = stage.model(x, idx, normalised=True)[:, -1:]
@@ -704,7 +706,7 @@ def count_forward_backward(stage: Stage, batch: dict[str, Any]) -> None:
     x, target = context_and_target(batch["fields"].to(dev), cfg.input_frames)
     stage.model.train()
     with _autocast(cfg, dev):
-        pred = stage.model(x, batch["field_indices"], normalised=True)[:, -1:]
+        pred = stage.model(x, batch["field_indices"].tolist(), normalised=True)[:, -1:]
     prediction_loss(pred, target).backward()
 
 
@@ -742,7 +744,7 @@ def validate(stage: Stage) -> dict[str, dict[str, float]]:
             batch = collate_windows([ds[i] for i in indices])
             x, target = context_and_target(batch["fields"].to(ctx.device), cfg.input_frames)
             with _autocast(cfg, ctx.device):
-                pred = model(x, batch["field_indices"], normalised=True)[:, -1:]
+                pred = model(x, batch["field_indices"].tolist(), normalised=True)[:, -1:]
             if not real:
                 continue
             pred = pred.float()
@@ -966,13 +968,14 @@ def _train_loop(stage: Stage) -> TrainResult:
     loader = _train_loader(stage, step)
     bar = progress_bar("rollout", cfg.steps, step, enabled=main and cfg.progress)
     global_batch = cfg.batch_size * ctx.world_size
-    # MFU where the peak is known (GPUs): per-device FLOPs of a step (shapes never change, so
-    # one key), counted once with an extra forward + backward outside the step's timing.
+    # MFU where the peak is known (GPUs): per-device FLOPs of a step, counted once per dataset
+    # and batch shape with an extra forward + backward outside the step's timing.
     peak = peak_flops(ctx.device, torch.bfloat16 if cfg.amp else torch.float32)
     step_flops = StepFlops(enabled=peak is not None)
     try:
         for batch in loader:
-            flops = step_flops.get("step", partial(count_forward_backward, stage, batch))
+            key = (batch["dataset"], tuple(batch["fields"].shape))  # mixed datasets: per shape
+            flops = step_flops.get(key, partial(count_forward_backward, stage, batch))
             ts = time.perf_counter()
             out = train_step(stage, batch, step)
             if not out.finite:

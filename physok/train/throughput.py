@@ -53,7 +53,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,15 +212,29 @@ def _uncounted(packet: Any, registry: Mapping[Any, Any]) -> bool:
     )
 
 
+def _eager_stance() -> Any:
+    """torch.compiler.set_stance("force_eager") (torch >= 2.6); a no-op where absent."""
+    set_stance = getattr(torch.compiler, "set_stance", None)
+    return set_stance("force_eager") if set_stance is not None else nullcontext()
+
+
 def count_flops(
     fn: Callable[[], Any], extra_formulas: Mapping[Any, Callable[..., int]] | None = None
 ) -> FlopCount:
-    """Run `fn()` once under FlopCounterMode (display off) and return the detailed count."""
+    """Run `fn()` once under FlopCounterMode (display off) and return the detailed count.
+
+    Counting leaves no trace on the run: the RNG streams are restored afterwards (a training
+    forward draws drop-path masks; an exact resume depends on them), and compiled modules run
+    eagerly while counting. Dynamo cannot trace under a dispatch mode and would otherwise mark
+    their code "skip" for good, so a first call made while counting would disable
+    torch.compile for the rest of the run.
+    """
     formulas = {**extra_flop_formulas(), **(extra_formulas or {})}
     counter = FlopCounterMode(display=False, custom_mapping=formulas)
     recorder = _OpRecorder()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     # The recorder is entered last, so it sees each op first, before the counter decomposes it.
-    with counter, recorder:
+    with torch.random.fork_rng(devices=devices), _eager_stance(), counter, recorder:
         fn()
     by_op = {str(k): int(v) for k, v in counter.get_flop_counts().get("Global", {}).items()}
     uncounted = sorted(str(p) for p in recorder.packets if _uncounted(p, counter.flop_registry))

@@ -362,7 +362,9 @@ def train_step(
     cfg, dev = stage.cfg, stage.ctx.device
     fields = batch["fields"].to(dev, non_blocking=True)
     x = normalised_input(fields, cfg.input_frames)
-    idx = batch["field_indices"]  # stays on the host: the tokeniser validates, then moves it
+    # A list, not a tensor: DDP/FSDP move tensor arguments to the GPU, and the tokeniser's
+    # index checks would then synchronise the device; a list is checked on the host.
+    idx = batch["field_indices"].tolist()
     stage.model.train()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
         recon = stage.model(x, idx, scales=scales)
@@ -390,7 +392,7 @@ def count_forward_backward(
     cfg, dev = stage.cfg, stage.ctx.device
     x = normalised_input(batch["fields"].to(dev), cfg.input_frames)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
-        recon = stage.tokeniser(x, batch["field_indices"], scales=scales)
+        recon = stage.tokeniser(x, batch["field_indices"].tolist(), scales=scales)
     reconstruction_loss(recon, x).backward()
 
 
@@ -552,14 +554,16 @@ def _train_loop(stage: Stage) -> TrainResult:
     loader = build_loader(stage.train_sets, cfg, ctx, start_batch=step)
     bar = progress_bar("tokeniser", cfg.steps, step, enabled=main and cfg.progress)
     global_batch = cfg.batch_size * ctx.world_size
-    # MFU where the peak is known (GPUs): per-device FLOPs of each scale combination, counted
-    # once on the unwrapped tokeniser (an extra forward + backward, outside the step's timing).
+    # MFU where the peak is known (GPUs): per-device FLOPs of each scale combination and batch
+    # shape, counted once on the unwrapped tokeniser (an extra forward + backward, outside the
+    # step's timing).
     peak = peak_flops(ctx.device, torch.bfloat16 if cfg.amp else torch.float32)
     step_flops = StepFlops(enabled=peak is not None)
     try:
         for batch in loader:
             scales = stage.tokeniser.sample_scales(scale_generator(cfg.seed, step))
-            flops = step_flops.get(scales, partial(count_forward_backward, stage, batch, scales))
+            key = (scales, batch["dataset"], tuple(batch["fields"].shape))  # FLOPs follow shapes
+            flops = step_flops.get(key, partial(count_forward_backward, stage, batch, scales))
             ts = time.perf_counter()
             out = train_step(stage, batch, scales)
             if not out.finite:

@@ -281,3 +281,36 @@ def test_tokeniser_step_counts_the_same_on_both_backends() -> None:
             totals[backend] = count_flops(step).total
     assert totals["reference"] > 0
     assert totals["triton"] == totals["reference"]
+
+
+def test_counting_leaves_compile_and_rng_untouched() -> None:
+    """Counting a module's first call must not stop torch.compile from compiling it later
+    (dynamo cannot trace under a dispatch mode and would mark the code "skip"), nor move the
+    RNG streams (drop path draws from them; exact resume depends on them)."""
+    graphs = []
+
+    def recording_backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    class Block(torch.nn.Module):  # user code: dynamo skips torch.nn's own frames
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.dropout(self.linear(x), 0.5, self.training)
+
+    torch._dynamo.reset()
+    model = Block()
+    model.compile(backend=recording_backend)
+    x = torch.randn(2, 4)
+    torch.manual_seed(3)
+    before = torch.get_rng_state()
+    flops = count_step_flops(lambda: model(x).sum().backward())
+    assert flops == 2 * (2 * 2 * 4 * 4)  # forward + weight gradient (x needs no gradient)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert not graphs  # counted eagerly
+    model(x)
+    assert len(graphs) == 1  # and compiled on the next ordinary call
+    torch._dynamo.reset()
