@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from test_reader import _euler_like  # the reader benchmark's Euler-like trajectories
+from synthetic_well import euler_like
 
 from physok.data.loaders import Normalisation, build_batch_loader
 from physok.data.reader import WellWindowDataset
@@ -54,7 +54,7 @@ def datasets(
     rng = np.random.default_rng(0)
     for name in NAMES:
         for i in range(2):
-            traj = dataclasses.replace(_euler_like(rng, 2, 20, n), dataset_name=name)
+            traj = dataclasses.replace(euler_like(rng, 2, 20, n), dataset_name=name)
             write_well_file(base / name / "data" / "train" / f"f{i}.hdf5", traj)
     registry = FieldRegistry.default()
     return [
@@ -87,25 +87,27 @@ def _run(benchmark, kind: str, datasets: list[WellWindowDataset], device: str) -
     benchmark.extra_info["device"] = device
 
 
-@pytest.mark.benchmark(group="loader")
+# One group per device: bench/summarise.py compares each DALI entry with the torch loader on
+# the same device.
+@pytest.mark.benchmark(group="loader-cpu")
 def test_torch_loader_cpu(benchmark, datasets: list[WellWindowDataset]) -> None:
     _run(benchmark, "torch", datasets, "cpu")
 
 
 @needs_dali
-@pytest.mark.benchmark(group="loader")
+@pytest.mark.benchmark(group="loader-cpu")
 def test_dali_loader_cpu(benchmark, datasets: list[WellWindowDataset]) -> None:
     _run(benchmark, "dali", datasets, "cpu")
 
 
 @needs_cuda
-@pytest.mark.benchmark(group="loader")
+@pytest.mark.benchmark(group="loader-gpu")
 def test_torch_loader_gpu(benchmark, datasets: list[WellWindowDataset]) -> None:
     _run(benchmark, "torch", datasets, "cuda:0")
 
 
 @needs_cuda
 @needs_dali
-@pytest.mark.benchmark(group="loader")
+@pytest.mark.benchmark(group="loader-gpu")
 def test_dali_loader_gpu(benchmark, datasets: list[WellWindowDataset]) -> None:
     _run(benchmark, "dali", datasets, "cuda:0")

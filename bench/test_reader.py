@@ -10,25 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_well import euler_like
 from the_well.data import WellDataset
 
 from physok.data.reader import WellWindowDataset
-from physok.data.well_format import BoundarySpec, WellTrajectories, write_well_file
+from physok.data.well_format import write_well_file
 
 WINDOW = 10
-
-
-def _euler_like(rng: np.random.Generator, n_traj: int, steps: int, n: int) -> WellTrajectories:
-    shape = (n_traj, steps, n, n)
-    return WellTrajectories(
-        dataset_name="euler_multi_quadrants_periodicBC",
-        time=np.arange(steps) * 0.015,
-        coords={"x": (np.arange(n) + 0.5) / n, "y": (np.arange(n) + 0.5) / n},
-        t0_fields={k: rng.uniform(0.1, 2.0, shape) for k in ("energy", "density", "pressure")},
-        t1_fields={"momentum": rng.normal(size=(*shape, 2))},
-        parameters={"gamma": 1.4},
-        boundary_conditions=[BoundarySpec("x", "periodic"), BoundarySpec("y", "periodic")],
-    )
 
 
 @pytest.fixture(scope="module", params=[64, 128], ids=lambda n: f"{n}x{n}")
@@ -37,7 +25,7 @@ def dataset_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     root = tmp_path_factory.mktemp(f"bench_{n}") / "euler_multi_quadrants_periodicBC"
     rng = np.random.default_rng(0)
     for i in range(2):
-        write_well_file(root / "data" / "train" / f"f{i}.hdf5", _euler_like(rng, 2, 20, n))
+        write_well_file(root / "data" / "train" / f"f{i}.hdf5", euler_like(rng, 2, 20, n))
     return root
 
 

@@ -7,7 +7,9 @@ below pin down the base, the extras, the torch pin and the non-root user.
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -105,9 +107,23 @@ def test_dockerfile_structure() -> None:
     assert users[-1].split(":")[0] not in ("root", "0")
     assert keywords.index("USER") > max(i for i, k in enumerate(keywords) if k == "RUN")
 
-    # The default command is the fast experiment.
-    cmd = [args for k, args in steps if k == "CMD"]
-    assert cmd == ['["python", "-m", "physok.train", "--fast"]']
+    # The default command is the README's main job, and every physok command in it parses.
+    cmd = [json.loads(args) for k, args in steps if k == "CMD"]
+    assert len(cmd) == 1 and cmd[0][:2] == ["bash", "-c"], cmd
+    readme = (ROOT / "README.md").read_text()
+    commands = [c.strip() for c in cmd[0][2].split("&&")]
+    assert [c.split()[2] for c in commands] == ["physok.data", "physok.train", "physok.train"]
+    for command in commands:
+        assert command in readme, f"{command!r} is not the README's main job"
+        argv = shlex.split(command)[3:]
+        if argv[0] == "generate":
+            from physok.data.__main__ import build_parser as data_parser
+
+            data_parser().parse_args(argv)
+        else:
+            from physok.train.__main__ import build_parser as train_parser
+
+            train_parser().parse_args(argv)
 
 
 def test_dockerignore_keeps_state_out() -> None:
