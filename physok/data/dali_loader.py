@@ -5,8 +5,10 @@ it walks the same `MixedBatchSampler` the PyTorch loader uses (same seed, rank, 
 and reads the windows with physok's reader, so batch order and content are identical. Each
 sample carries its dataset number through the pipeline, which gives the batch its dataset name
 and field indices on the way out. With `device_id` set, the windows are copied to that GPU inside
-the pipeline and the RMS normalisation (physok.data.loaders.Normalisation) runs there; with
-`device_id=None` everything runs in a CPU pipeline (no GPU needed: this is what CI tests).
+the pipeline and, when asked for (physok.data.loaders.Normalisation), the RMS normalisation
+runs there; with `device_id=None` everything runs in a CPU pipeline (no GPU needed: this is what
+CI tests). The training stages take the raw fields and normalise with the fused kernel
+themselves (see physok.data.loaders).
 
 DALI is optional: importing this module never imports it; building a loader without it raises
 `DaliUnavailableError` telling how to install it (`pip install "physok[dali]"`).

@@ -12,6 +12,11 @@ A batch is a dict: `fields` (B, T, C, X, Y) float32, `field_indices` (C,) int64 
 `scales` (B, C), computed on `ctx.device` (the torch kind uses physok.ops.rms_normalise, which
 picks the Triton kernel on CUDA; the dali kind computes them inside the pipeline).
 
+The training stages ask for raw `fields` (no `Normalisation`) and normalise on the device
+themselves with physok.ops.rms_normalise, the fused Triton kernel on CUDA, which keeps the two
+loader kinds bit-identical in training; the in-loader normalisation is for consumers that want
+it inside the pipeline (with DALI it then overlaps with the training step).
+
 A loader runs `cfg.steps - start_batch` batches per iteration, all full (the sampler never makes a
 partial batch); iterating again starts the same sequence from `start_batch` again.
 """
