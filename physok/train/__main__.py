@@ -20,6 +20,39 @@ from typing import Any
 EXIT_OK, EXIT_CONFIG, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
+def _add_stage_options(
+    p: argparse.ArgumentParser, *, datasets_help: str, lr_help: str, seed_help: str
+) -> None:
+    """The options every stage has, before its own ones."""
+    p.add_argument(
+        "--config",
+        choices=("fast", "paper"),
+        default=None,
+        help="preset (default: fast; with --resume: the run's own)",
+    )
+    p.add_argument("--data-dir", help="base folder holding <dataset>/data/{train,valid}")
+    p.add_argument("--datasets", help=datasets_help)
+    p.add_argument("--run-dir", help="folder for checkpoints/ and metrics.jsonl")
+    p.add_argument("--steps", type=int, help="total optimiser steps")
+    p.add_argument("--batch-size", type=int, help="windows per batch per rank")
+    p.add_argument("--lr", type=float, help=lr_help)
+    p.add_argument("--val-every", type=int, help="validate every N steps")
+    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps")
+    p.add_argument("--seed", type=int, help=seed_help)
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, set_example: str) -> None:
+    """The options every stage has, after its own ones."""
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in --run-dir (fresh start if none)",
+    )
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config field (repeatable), e.g. {set_example}")  # fmt: skip
+
+
 def _add_tokeniser_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "tokeniser",
@@ -31,33 +64,14 @@ def _add_tokeniser_parser(sub: argparse._SubParsersAction) -> None:
             "--resume, from the run's checkpoint); --set overrides any config field."
         ),
     )
-    p.add_argument(
-        "--config",
-        choices=("fast", "paper"),
-        default=None,
-        help="preset (default: fast; with --resume: the run's own)",
+    _add_stage_options(
+        p,
+        datasets_help="comma-separated dataset names, mixed with equal probability (one dataset "
+        "per batch)",
+        lr_help="learning rate (constant)",
+        seed_help="seed of init, data order and scale draws",
     )
-    p.add_argument("--data-dir", help="base folder holding <dataset>/data/{train,valid}")
-    p.add_argument(
-        "--datasets",
-        help="comma-separated dataset names, mixed with equal probability (one dataset per batch)",
-    )
-    p.add_argument("--run-dir", help="folder for checkpoints/ and metrics.jsonl")
-    p.add_argument("--steps", type=int, help="total optimiser steps")
-    p.add_argument("--batch-size", type=int, help="windows per batch per rank")
-    p.add_argument("--lr", type=float, help="learning rate (constant)")
-    p.add_argument("--val-every", type=int, help="validate every N steps")
-    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps")
-    p.add_argument("--seed", type=int, help="seed of init, data order and scale draws")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the latest checkpoint in --run-dir (fresh start if none)",
-    )
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field (repeatable), e.g. --set grad_clip=1.0 or "
-                   "--set model.channels=[8,16,32]")  # fmt: skip
+    _add_run_options(p, set_example="--set grad_clip=1.0 or --set model.channels=[8,16,32]")
     p.set_defaults(handler=_run_tokeniser)
 
 
@@ -74,21 +88,12 @@ def _add_rollout_parser(sub: argparse._SubParsersAction) -> None:
             "checkpoint); --set overrides any config field."
         ),
     )
-    p.add_argument(
-        "--config",
-        choices=("fast", "paper"),
-        default=None,
-        help="preset (default: fast; with --resume: the run's own)",
+    _add_stage_options(
+        p,
+        datasets_help="comma-separated dataset names (default: Euler periodic)",
+        lr_help="peak learning rate",
+        seed_help="seed of init, data order and stochastic depth",
     )
-    p.add_argument("--data-dir", help="base folder holding <dataset>/data/{train,valid}")
-    p.add_argument("--datasets", help="comma-separated dataset names (default: Euler periodic)")
-    p.add_argument("--run-dir", help="folder for checkpoints/ and metrics.jsonl")
-    p.add_argument("--steps", type=int, help="total optimiser steps")
-    p.add_argument("--batch-size", type=int, help="windows per batch per rank")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--val-every", type=int, help="validate every N steps")
-    p.add_argument("--ckpt-every", type=int, help="checkpoint every N steps")
-    p.add_argument("--seed", type=int, help="seed of init, data order and stochastic depth")
     p.add_argument(
         "--tokeniser-checkpoint",
         help="tokeniser-stage checkpoint or run directory to start from (default: random init)",
@@ -104,15 +109,11 @@ def _add_rollout_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="torch.compile each processor block (default: on CUDA only)",
     )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the latest checkpoint in --run-dir (fresh start if none)",
+    _add_run_options(
+        p,
+        set_example="--set epoch_steps=100, --set processor.dim=64 or --set "
+        "model.kernel_backend=reference",
     )
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field (repeatable), e.g. --set epoch_steps=100, "
-                   "--set processor.dim=64 or --set model.kernel_backend=reference")  # fmt: skip
     p.set_defaults(handler=_run_rollout)
 
 
@@ -120,26 +121,23 @@ class _StageParser(argparse.ArgumentParser):
     """Renders the presets' values in --help (imported only then: the stage pulls in torch)."""
 
     def format_help(self) -> str:
-        if self.prog.endswith(" tokeniser") and self.epilog is None:
-            from physok.train.tokeniser_stage import TokeniserTrainConfig
+        if self.epilog is None and self.prog.endswith((" tokeniser", " rollout")):
+            if self.prog.endswith(" tokeniser"):
+                from physok.train.tokeniser_stage import TokeniserTrainConfig as config_cls
 
-            fast, paper = (
-                TokeniserTrainConfig.fast().to_dict(),
-                TokeniserTrainConfig.paper().to_dict(),
-            )
-            rows = [f"  {k:<18} {json.dumps(fast[k]):<36} {json.dumps(paper[k])}" for k in fast]
-            self.epilog = (
-                "config fields (--set KEY=VALUE; also model.<TokeniserConfig key>), "
-                "fast and paper values:\n" + "\n".join(rows)
-            )
-        elif self.prog.endswith(" rollout") and self.epilog is None:
-            from physok.train.rollout_stage import RolloutTrainConfig
+                nested = "model.<TokeniserConfig key>"
+            else:
+                from physok.train.rollout_stage import RolloutTrainConfig as config_cls
 
-            fast, paper = RolloutTrainConfig.fast().to_dict(), RolloutTrainConfig.paper().to_dict()
-            rows = [f"  {k:<20} {json.dumps(fast[k]):<36} {json.dumps(paper[k])}" for k in fast]
+                nested = "model.<TokeniserConfig key> and processor.<ProcessorConfig key>"
+            fast, paper = config_cls.fast().to_dict(), config_cls.paper().to_dict()
+            width = max(len(k) for k in fast) + 1
+            rows = [
+                f"  {k:<{width}} {json.dumps(fast[k]):<36} {json.dumps(paper[k])}" for k in fast
+            ]
             self.epilog = (
-                "config fields (--set KEY=VALUE; also model.<TokeniserConfig key> and "
-                "processor.<ProcessorConfig key>), fast and paper values:\n" + "\n".join(rows)
+                f"config fields (--set KEY=VALUE; also {nested}), fast and paper values:\n"
+                + "\n".join(rows)
             )
         return super().format_help()
 

@@ -11,7 +11,8 @@ import dataclasses
 import json
 import os
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,6 +29,32 @@ from physok.train.config_overrides import ConfigError, config_from_dict
 from physok.train.distributed import DistContext
 
 METRICS_FILE = "metrics.jsonl"
+
+
+def begin_loop(stage: Any) -> tuple[MetricsLog, Callable[[], float]]:
+    """Start a stage's training loop: open the metrics log (a resumed run drops the records
+    after its checkpoint), print the stage's notes on rank 0 (adding one when the run is
+    already done), and return the log and a clock of the run's total wall-clock seconds
+    (time before a resume included). `stage` has cfg, ctx, run_dir, notes, start_step,
+    resumed_from and elapsed_before (both stages' Stage)."""
+    main = stage.ctx.is_main
+    log = MetricsLog(
+        stage.run_dir / METRICS_FILE, main, stage.start_step if stage.resumed_from else None
+    )
+    if stage.start_step >= stage.cfg.steps:
+        stage.notes.append(
+            f"the run is already at step {stage.start_step} (--steps {stage.cfg.steps}): "
+            "nothing to train"
+        )
+    if main:
+        for note in stage.notes:
+            print(f"note: {note}", flush=True)
+    t0 = time.perf_counter()
+
+    def elapsed() -> float:
+        return stage.elapsed_before + time.perf_counter() - t0
+
+    return log, elapsed
 
 
 def non_finite_step_error(run_dir: Path, step: int, out: Any) -> TrainingError:

@@ -60,10 +60,9 @@ from physok.ops.rms_normalise import rms_normalise
 from physok.train import config_overrides
 from physok.train import distributed as dist_utils
 from physok.train.common import (
-    METRICS_FILE,
-    MetricsLog,
     StageConfigMixin,
     TrainingError,
+    begin_loop,
     build_datasets,
     build_loader,
     non_finite_step_error,
@@ -922,28 +921,13 @@ def _mean(values: dict[str, float]) -> float:
 def _train_loop(stage: Stage) -> TrainResult:
     cfg, ctx = stage.cfg, stage.ctx
     main = ctx.is_main
-    log = MetricsLog(
-        stage.run_dir / METRICS_FILE, main, stage.start_step if stage.resumed_from else None
-    )
-    for note in stage.notes:
-        if main:
-            print(f"note: {note}", flush=True)
-    t0 = time.perf_counter()
-
-    def elapsed() -> float:
-        return stage.elapsed_before + time.perf_counter() - t0
-
+    log, elapsed = begin_loop(stage)
     step = stage.start_step
     val_mae: dict[str, float] = dict(stage.resumed_metrics.get("val_mae") or {})
     val_vrmse: dict[str, float] = dict(stage.resumed_metrics.get("val_vrmse") or {})
     val_step: int | None = stage.resumed_metrics.get("val_step")
     last_loss: float | None = stage.resumed_metrics.get("loss")
     ckpt_path = stage.resumed_from
-    if step >= cfg.steps:
-        note = f"the run is already at step {step} (--steps {cfg.steps}): nothing to train"
-        stage.notes.append(note)
-        if main:
-            print(f"note: {note}", flush=True)
 
     def run_validation() -> None:
         nonlocal val_mae, val_vrmse, val_step

@@ -38,10 +38,9 @@ from physok.models.tokeniser import Tokeniser, TokeniserConfig
 from physok.ops.rms_normalise import rms_normalise
 from physok.train import distributed as dist_utils
 from physok.train.common import (
-    METRICS_FILE,
-    MetricsLog,
     StageConfigMixin,
     TrainingError,
+    begin_loop,
     build_datasets,
     build_loader,
     non_finite_step_error,
@@ -512,27 +511,12 @@ def train(cfg: TokeniserTrainConfig, *, resume: bool = False) -> TrainResult:
 def _train_loop(stage: Stage) -> TrainResult:
     cfg, ctx = stage.cfg, stage.ctx
     main = ctx.is_main
-    log = MetricsLog(
-        stage.run_dir / METRICS_FILE, main, stage.start_step if stage.resumed_from else None
-    )
-    for note in stage.notes:
-        if main:
-            print(f"note: {note}", flush=True)
-    t0 = time.perf_counter()
-
-    def elapsed() -> float:
-        return stage.elapsed_before + time.perf_counter() - t0
-
+    log, elapsed = begin_loop(stage)
     step = stage.start_step
     val: dict[str, float] = dict(stage.resumed_metrics.get("val_vrmse") or {})
     val_step: int | None = stage.resumed_metrics.get("val_step")
     last_loss: float | None = stage.resumed_metrics.get("loss")
     ckpt_path = stage.resumed_from
-    if step >= cfg.steps:
-        note = f"the run is already at step {step} (--steps {cfg.steps}): nothing to train"
-        stage.notes.append(note)
-        if main:
-            print(f"note: {note}", flush=True)
 
     def run_validation() -> None:
         nonlocal val, val_step
