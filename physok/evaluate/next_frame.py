@@ -1,0 +1,178 @@
+"""Next-frame metrics on a split: mean and spread over random subsets (DESIGN.md §1, §6).
+
+Protocol: draw `subsets` random subsets of `subset_size` distinct windows (paper: 10 x 4,096
+validation windows); each window's frame after the context (frame 10 of the experiment's
+windows) is predicted from the context frames (1-9). Every window of the subsets' union is
+evaluated once and its metrics kept; a subset's value is the mean over its windows, and the
+report gives the mean and the sample standard deviation over subsets.
+
+Per window: VRMSE (mean over fields), NEPS low/mid/high (mean over fields of each range,
+fields where a range is undefined left out), the_well's three-bin spectral NMSE (mean over
+fields) and VRMSE per field. Metrics are computed in float32 in units normalised by the
+context's per-sample, per-field RMS (what the model predicts and the training validation uses);
+all of them are invariant to those scales, up to VRMSE's epsilon, which is then applied to
+unit-RMS fields whatever their physical magnitude.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from physok.data.errors import DataError
+from physok.data.loaders import collate_windows
+from physok.data.reader import WellWindowDataset
+from physok.evaluate.config import EvalConfig, autocast
+from physok.evaluate.report import json_number
+from physok.metrics.neps import RANGES, neps_ranges, the_well_nmse_per_bin
+from physok.metrics.vrmse import vrmse
+from physok.ops.rms_normalise import rms_normalise
+
+__all__ = ["draw_subsets", "evaluate_next_frame", "mean_std", "next_frame_metrics"]
+
+
+def draw_subsets(n_windows: int, subsets: int, subset_size: int, seed: int) -> list[list[int]]:
+    """`subsets` sorted lists of min(subset_size, n_windows) distinct window indices.
+
+    Reproducible: a torch.Generator seeded with `seed` draws one permutation per subset.
+    """
+    if n_windows < 1:
+        raise DataError("the split holds no windows to evaluate")
+    size = min(subset_size, n_windows)
+    g = torch.Generator().manual_seed(int(seed))
+    return [sorted(torch.randperm(n_windows, generator=g)[:size].tolist()) for _ in range(subsets)]
+
+
+def mean_std(values: list[float]) -> dict[str, float | None]:
+    """{"mean", "std"} over subsets: the sample standard deviation (None for one subset);
+    NaN subsets (a metric undefined on all of their windows) are left out, None if all are.
+    Infinite values (a diverged model) make the result None (JSON has no Inf)."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return {"mean": None, "std": None}
+    std = json_number(np.std(finite, ddof=1)) if len(finite) > 1 else None
+    return {"mean": json_number(np.mean(finite)), "std": std}
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def next_frame_metrics(
+    model: nn.Module,
+    fields: torch.Tensor,
+    field_indices: torch.Tensor | list[int],
+    cfg: EvalConfig,
+) -> dict[str, torch.Tensor]:
+    """Per-window metrics of one batch (B, T >= context + 1, C, X, Y) on the model's device:
+    {"vrmse": (B,), "neps": (B, 3), "well_nmse": (B, 3), "vrmse_field": (B, C)}, float32 CPU."""
+    ctx = model.context_frames
+    device = _device_of(model)
+    x, _ = rms_normalise(fields[:, : ctx + 1].to(device), n_context=ctx)
+    context, target = x[:, :ctx], x[:, ctx : ctx + 1]
+    idx = field_indices.tolist() if isinstance(field_indices, torch.Tensor) else field_indices
+    with autocast(cfg, device):
+        pred = model(context, idx, normalised=True)[:, -1:]
+    pred, target = pred.float(), target.float()
+    per_field = vrmse(pred, target, reduce="none")[:, 0]  # (B, C)
+    neps = neps_ranges(pred[:, 0], target[:, 0])  # (B, C, 3)
+    well = the_well_nmse_per_bin(pred[:, 0], target[:, 0])  # (B, C, 3)
+    return {
+        "vrmse": per_field.mean(dim=1).cpu(),
+        "neps": neps.nanmean(dim=1).cpu(),
+        "well_nmse": well.mean(dim=1).cpu(),
+        "vrmse_field": per_field.cpu(),
+    }
+
+
+def evaluate_next_frame(
+    model: nn.Module,
+    dataset: WellWindowDataset,
+    cfg: EvalConfig,
+    *,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Next-frame VRMSE / NEPS / the_well NMSE of `model` on `dataset` (see the module docstring).
+
+    `dataset` windows must hold at least `model.context_frames + 1` frames (the first ones are
+    used). `device` moves the model there (None: where it is). Returns {"split", "vrmse",
+    "neps", "well_nmse", "vrmse_per_field", "subsets", "subset_size", "windows", "notes"}.
+    """
+    ctx = model.context_frames
+    if dataset.window < ctx + 1:
+        raise DataError(
+            f"{dataset.dataset_dir}: next-frame evaluation needs windows of {ctx + 1} frames "
+            f"({ctx} context frames and the target), the dataset reads {dataset.window}"
+        )
+    if device is not None:
+        model.to(device)
+    notes: list[str] = []
+    n = len(dataset)
+    if cfg.subset_size > n:
+        notes.append(
+            f"split {dataset.split} of {dataset.dataset_name} has {n} windows, fewer than "
+            f"subset_size {cfg.subset_size}: every subset is the whole split (std over subsets 0)"
+        )
+    chosen = draw_subsets(n, cfg.subsets, cfg.subset_size, cfg.seed)
+    union = sorted(set().union(*chosen))
+    per_window = _evaluate_windows(model, dataset, union, cfg, progress)
+
+    row = {w: i for i, w in enumerate(union)}
+    subset_rows = [torch.tensor([row[w] for w in s]) for s in chosen]
+
+    def over_subsets(values: torch.Tensor) -> dict[str, float | None]:
+        # NaN windows (NEPS undefined in a range) are left out of their subset's mean.
+        return mean_std([float(values[r].double().nanmean()) for r in subset_rows])
+
+    names = list(dataset.channel_names)
+    field_means = per_window["vrmse_field"].double().mean(dim=0)
+    return {
+        "split": dataset.split,
+        "vrmse": over_subsets(per_window["vrmse"]),
+        "neps": {r: over_subsets(per_window["neps"][:, i]) for i, r in enumerate(RANGES)},
+        "well_nmse": {r: over_subsets(per_window["well_nmse"][:, i]) for i, r in enumerate(RANGES)},
+        "vrmse_per_field": {name: json_number(field_means[c]) for c, name in enumerate(names)},
+        "subsets": cfg.subsets,
+        "subset_size": min(cfg.subset_size, n),
+        "windows": len(union),
+        "notes": notes,
+    }
+
+
+def _evaluate_windows(
+    model: nn.Module,
+    dataset: WellWindowDataset,
+    indices: list[int],
+    cfg: EvalConfig,
+    progress: bool,
+) -> dict[str, torch.Tensor]:
+    """Per-window metrics of `indices`, in that order (eval mode, restored afterwards)."""
+    loader = DataLoader(
+        Subset(dataset, indices),
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_windows,
+    )
+    was_training = model.training
+    model.eval()
+    parts: list[dict[str, torch.Tensor]] = []
+    try:
+        with tqdm(
+            total=len(indices), desc="next-frame", unit="window", disable=not progress
+        ) as bar:
+            for batch in loader:
+                fields, idx = batch["fields"], batch["field_indices"]
+                parts.append(next_frame_metrics(model, fields, idx, cfg))
+                bar.update(fields.shape[0])
+    finally:
+        model.train(was_training)
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

@@ -1,0 +1,72 @@
+"""Reporting evaluation results: JSON-safe numbers, the atomic JSON file and a short table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+__all__ = ["format_table", "json_number", "write_json"]
+
+
+def json_number(value: float) -> float | None:
+    """`value` as a float, or None when NaN/Inf (strict JSON has neither)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write `data` as JSON atomically: a temporary file next to `path`, fsync, os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def _mean_std(entry: dict[str, float | None]) -> str:
+    std = entry.get("std")
+    return _num(entry.get("mean")) + ("" if std is None else f" ± {_num(std, 2)}")
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A few readable lines: next-frame VRMSE and NEPS (mean ± std over subsets), the_well
+    NMSE, and the rollout VRMSE by horizon."""
+    lines = [f"checkpoint: {result['checkpoint']}", f"dataset:    {result['dataset']}"]
+    nf = result.get("next_frame")
+    if nf is not None:
+        lines.append(
+            f"next frame ({nf['split']}, {nf['subsets']} subsets x {nf['subset_size']} windows, "
+            f"{nf['windows']} distinct):"
+        )
+        lines.append(f"  VRMSE            {_mean_std(nf['vrmse'])}")
+        for key, title in (("neps", "NEPS"), ("well_nmse", "Well NMSE")):
+            cells = "  ".join(f"{r} {_mean_std(v)}" for r, v in nf[key].items())
+            lines.append(f"  {title:<16} {cells}")
+        fields = "  ".join(f"{k} {_num(v)}" for k, v in nf["vrmse_per_field"].items())
+        lines.append(f"  VRMSE per field  {fields}")
+    ro = result.get("rollout")
+    if ro is not None:
+        lines.append(f"rollout ({ro['split']}, {ro['steps']} steps, {ro['windows']} windows):")
+        cells = "  ".join(f"{h}: {_num(v)}" for h, v in ro["horizons"].items())
+        lines.append(f"  VRMSE by horizon {cells}")
+    for part in (nf, ro):
+        for note in (part or {}).get("notes", []):
+            lines.append(f"note: {note}")
+    return "\n".join(lines)

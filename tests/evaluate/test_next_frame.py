@@ -1,0 +1,113 @@
+"""Next-frame protocol: subsets, and metrics equal to an independent per-window loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from physok.data.reader import WellWindowDataset
+from physok.data.registry import FieldRegistry
+from physok.evaluate import EvalConfig, draw_subsets, evaluate_next_frame
+from physok.metrics.neps import neps_ranges, the_well_nmse_per_bin
+from physok.metrics.vrmse import vrmse
+from physok.models.rollout_model import RolloutModel
+
+EULER = "euler_multi_quadrants_periodicBC"
+
+
+@pytest.fixture(scope="module")
+def valid_set(euler_base: Path, model: RolloutModel) -> WellWindowDataset:
+    names = list(model.config.tokeniser.field_names)
+    return WellWindowDataset(euler_base / EULER, "valid", window=10, registry=FieldRegistry(names))
+
+
+def test_subsets_are_reproducible_distinct_and_seeded() -> None:
+    a = draw_subsets(100, 4, 10, seed=3)
+    assert a == draw_subsets(100, 4, 10, seed=3)
+    assert a != draw_subsets(100, 4, 10, seed=4)
+    assert len(a) == 4
+    for s in a:
+        assert len(s) == len(set(s)) == 10 and s == sorted(s) and 0 <= s[0] and s[-1] < 100
+    assert len({tuple(s) for s in a}) == 4  # subsets differ from each other
+    assert draw_subsets(7, 3, 10, seed=0) == [list(range(7))] * 3  # fewer windows: all
+
+
+def _hand_metrics(model: RolloutModel, ds: WellWindowDataset, index: int) -> dict[str, np.ndarray]:
+    """One window's metrics in physical units via predict_next (the evaluation itself
+    normalises by the context RMS first; every metric is invariant to that)."""
+    item = ds[index]
+    fields, idx = item["fields"][None], item["field_indices"]
+    with torch.no_grad():
+        pred = model.predict_next(fields[:, :9], idx)  # (1, C, X, Y)
+    true = fields[:, 9]
+    per_field = vrmse(pred[:, None], true[:, None], reduce="none")[0, 0]
+    return {
+        "vrmse": per_field.mean().numpy(),
+        "field": per_field.numpy(),
+        "neps": np.nanmean(neps_ranges(pred[0], true[0]).numpy(), axis=0),
+        "well": the_well_nmse_per_bin(pred[0], true[0]).mean(0).numpy(),
+    }
+
+
+def test_metrics_equal_an_independent_loop(
+    model: RolloutModel, valid_set: WellWindowDataset
+) -> None:
+    cfg = EvalConfig(subsets=3, subset_size=4, seed=1, batch_size=4, device="cpu")
+    out = evaluate_next_frame(model, valid_set, cfg, progress=False)
+    chosen = draw_subsets(len(valid_set), 3, 4, seed=1)
+    union = sorted(set().union(*chosen))
+    per = {i: _hand_metrics(model, valid_set, i) for i in union}
+
+    def expect(key: str, col: int | None = None) -> dict[str, float]:
+        vals = [
+            np.mean([per[i][key] if col is None else per[i][key][col] for i in s]) for s in chosen
+        ]
+        return {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1))}
+
+    def close(got: dict, want: dict) -> None:
+        assert got["mean"] == pytest.approx(want["mean"], rel=1e-3)
+        assert got["std"] == pytest.approx(want["std"], rel=1e-2, abs=1e-6)
+
+    close(out["vrmse"], expect("vrmse"))
+    for col, r in enumerate(("low", "mid", "high")):
+        close(out["neps"][r], expect("neps", col))
+        close(out["well_nmse"][r], expect("well", col))
+    fields = np.mean([per[i]["field"] for i in union], axis=0)
+    assert list(out["vrmse_per_field"]) == valid_set.channel_names
+    assert list(out["vrmse_per_field"].values()) == pytest.approx(fields.tolist(), rel=1e-3)
+    assert out["vrmse"]["std"] > 0  # the subsets really differ
+    assert (out["split"], out["subsets"], out["subset_size"]) == ("valid", 3, 4)
+    assert out["windows"] == len(union) and out["notes"] == []
+    assert set(out) == {
+        "split", "vrmse", "neps", "well_nmse", "vrmse_per_field", "subsets", "subset_size",
+        "windows", "notes",
+    }  # fmt: skip
+
+
+def test_seed_changes_the_subsets_and_results_are_reproducible(
+    model: RolloutModel, valid_set: WellWindowDataset
+) -> None:
+    cfg = EvalConfig(subsets=2, subset_size=2, seed=0, batch_size=4, device="cpu")
+    model.train()  # evaluation switches to eval mode and restores the mode afterwards
+    a = evaluate_next_frame(model, valid_set, cfg, progress=False)
+    assert model.training
+    model.eval()
+    assert evaluate_next_frame(model, valid_set, cfg, progress=False) == a
+    b = evaluate_next_frame(
+        model, valid_set, EvalConfig(**{**cfg.to_dict(), "seed": 5}), progress=False
+    )
+    assert b["vrmse"] != a["vrmse"]
+
+
+def test_subset_size_beyond_the_split_uses_every_window(
+    model: RolloutModel, valid_set: WellWindowDataset
+) -> None:
+    n = len(valid_set)
+    cfg = EvalConfig(subsets=2, subset_size=n + 10, batch_size=16, device="cpu")
+    out = evaluate_next_frame(model, valid_set, cfg, progress=False)
+    assert out["windows"] == out["subset_size"] == n
+    assert out["vrmse"]["std"] == 0.0
+    assert len(out["notes"]) == 1 and f"has {n} windows" in out["notes"][0]
