@@ -83,8 +83,11 @@ def coerce(value: Any, tp: Any, name: str) -> Any:
             return value
         return json.dumps(value) if not isinstance(value, int | float) else str(value)
     if origin in (tuple, list):
-        if isinstance(value, str):  # `--set datasets=a,b` as a comma list
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # `--set datasets=a,b` or `[a,b]` (unquoted) as a list
+            text = value.strip()
+            if text.startswith("[") and text.endswith("]"):
+                text = text[1:-1]
+            value = [v.strip() for v in text.split(",") if v.strip()]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{name}: expected a list, got {value!r}")
         if origin is tuple and args and args[-1] is not Ellipsis:

@@ -50,6 +50,7 @@ from physok import checkpoint as ckpt_io
 from physok.data.loaders import LOADER_KINDS, BatchLoader, collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
+from physok.metrics.neps import RANGES, neps_ranges
 from physok.metrics.vrmse import vrmse
 from physok.models.processor import Processor, ProcessorConfig
 from physok.models.rollout_model import CHECKPOINT_KIND, RolloutModel, RolloutModelConfig
@@ -728,17 +729,21 @@ def _validation_batches(
 
 @torch.no_grad()
 def validate(stage: Stage) -> dict[str, dict[str, float]]:
-    """{"mae": {dataset: value}, "vrmse": {dataset: value}} of frame 10 (eval mode).
+    """Frame-10 metrics per dataset (eval mode): {"mae": {dataset: value}, "vrmse": {...},
+    "neps_low": {...}, "neps_mid": {...}, "neps_high": {...}}.
 
-    Ranks split the fixed subset and sum their results: values do not depend on world size.
+    NEPS per range (physok.metrics.neps) is averaged over fields, then over windows (shells
+    where it is undefined are left out). Ranks split the fixed subset and sum their results:
+    values do not depend on world size.
     """
     cfg, ctx, model = stage.cfg, stage.ctx, stage.model
     was_training = model.training
     model.eval()
-    mae: dict[str, float] = {}
-    vr: dict[str, float] = {}
+    names = ("mae", "vrmse", *(f"neps_{r}" for r in RANGES))
+    out: dict[str, dict[str, float]] = {k: {} for k in names}
     for ds in stage.val_sets:
-        total = torch.zeros(3, dtype=torch.float64, device=ctx.device)
+        # sums of [mae, vrmse, neps x3] and counts of the windows that define each
+        sums = torch.zeros(2, len(names), dtype=torch.float64, device=ctx.device)
         for indices, real in _validation_batches(ds, cfg, ctx):
             batch = collate_windows([ds[i] for i in indices])
             x, target = context_and_target(batch["fields"].to(ctx.device), cfg.input_frames)
@@ -747,15 +752,23 @@ def validate(stage: Stage) -> dict[str, dict[str, float]]:
             if not real:
                 continue
             pred = pred.float()
-            total[0] += (pred - target).abs().mean(dim=(1, 2, 3, 4)).double().sum()
-            total[1] += vrmse(pred, target, reduce="sample").double().sum()
-            total[2] += pred.shape[0]
-        dist_utils.all_reduce_sum(total)
-        n = total[2].clamp_min(1)
-        mae[ds.dataset_name] = float(total[0] / n)
-        vr[ds.dataset_name] = float(total[1] / n)
+            per_window = torch.cat(
+                [
+                    (pred - target).abs().mean(dim=(1, 2, 3, 4))[:, None],
+                    vrmse(pred, target, reduce="sample")[:, None],
+                    neps_ranges(pred, target).nanmean(dim=(1, 2)),  # (B, 3)
+                ],
+                dim=1,
+            ).double()
+            defined = ~per_window.isnan()
+            sums[0] += torch.where(defined, per_window, 0.0).sum(0)
+            sums[1] += defined.sum(0)
+        dist_utils.all_reduce_sum(sums)
+        means = sums[0] / sums[1].clamp_min(1)
+        for j, key in enumerate(names):
+            out[key][ds.dataset_name] = float(means[j]) if sums[1, j] > 0 else math.nan
     model.train(was_training)
-    return {"mae": mae, "vrmse": vr}
+    return out
 
 
 # ---- checkpoints ------------------------------------------------------------------------------
@@ -934,18 +947,19 @@ def _train_loop(stage: Stage) -> TrainResult:
         tv = time.perf_counter()
         val = validate(stage)
         val_mae, val_vrmse, val_step = val["mae"], val["vrmse"], step
-        log.write(
-            {
-                "kind": "val",
-                "step": step,
-                "val_mae": val_mae,
-                "val_vrmse": val_vrmse,
-                "val_mae_mean": _mean(val_mae),
-                "val_vrmse_mean": _mean(val_vrmse),
-                "val_time_s": time.perf_counter() - tv,
-                "elapsed_s": elapsed(),
-            }
-        )
+        record: dict[str, Any] = {
+            "kind": "val",
+            "step": step,
+            "val_mae": val_mae,
+            "val_vrmse": val_vrmse,
+            "val_mae_mean": _mean(val_mae),
+            "val_vrmse_mean": _mean(val_vrmse),
+        }
+        for r in RANGES:
+            record[f"val_neps_{r}"] = val[f"neps_{r}"]
+            record[f"val_neps_{r}_mean"] = _mean(val[f"neps_{r}"])
+        record.update(val_time_s=time.perf_counter() - tv, elapsed_s=elapsed())
+        log.write(record)
 
     if cfg.val_at_start and step == 0:
         run_validation()
