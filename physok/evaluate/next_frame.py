@@ -6,9 +6,12 @@ windows) is predicted from the context frames (1-9). Every window of the subsets
 evaluated once and its metrics kept; a subset's value is the mean over its windows, and the
 report gives the mean and the sample standard deviation over subsets.
 
-Per window: VRMSE (mean over fields), NEPS low/mid/high (mean over fields of each range,
-fields where a range is undefined left out), the_well's three-bin spectral NMSE (mean over
-fields) and VRMSE per field. Metrics are computed in float32 in units normalised by the
+Per window: VRMSE (mean over fields), the_well's three-bin spectral NMSE (mean over fields)
+and VRMSE per field. NEPS low/mid/high is a property of a set of windows, not a mean of
+per-window values: per field, the error and true power spectra are summed over the subset's
+windows (ensemble spectra; per-window ratios are heavy-tailed, see physok.metrics.neps), NEPS(k)
+is their ratio per shell, a range's NEPS the mean over its shells, and the subset's value the
+mean over fields. Metrics are computed in float32 in units normalised by the
 context's per-sample, per-field RMS (what the model predicts and the training validation uses);
 all of them are invariant to those scales, up to VRMSE's epsilon, which is then applied to
 unit-RMS fields whatever their physical magnitude.
@@ -30,11 +33,17 @@ from physok.data.loaders import collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.evaluate.config import EvalConfig, autocast
 from physok.evaluate.report import json_number
-from physok.metrics.neps import RANGES, neps_ranges, the_well_nmse_per_bin
+from physok.metrics.neps import RANGES, neps_from_powers, shell_powers, the_well_nmse_per_bin
 from physok.metrics.vrmse import vrmse
 from physok.ops.rms_normalise import rms_normalise
 
-__all__ = ["draw_subsets", "evaluate_next_frame", "mean_std", "next_frame_metrics"]
+__all__ = [
+    "draw_subsets",
+    "ensemble_neps",
+    "evaluate_next_frame",
+    "mean_std",
+    "next_frame_metrics",
+]
 
 
 def draw_subsets(n_windows: int, subsets: int, subset_size: int, seed: int) -> list[list[int]]:
@@ -72,7 +81,11 @@ def next_frame_metrics(
     cfg: EvalConfig,
 ) -> dict[str, torch.Tensor]:
     """Per-window metrics of one batch (B, T >= context + 1, C, X, Y) on the model's device:
-    {"vrmse": (B,), "neps": (B, 3), "well_nmse": (B, 3), "vrmse_field": (B, C)}, float32 CPU."""
+    {"vrmse": (B,), "well_nmse": (B, 3), "vrmse_field": (B, C), "shell_err": (B, C, S),
+    "shell_true": (B, C, S), "persistence_vrmse": (B,), "persistence_shell_err": (B, C, S)},
+    float32 on the CPU; the shell entries are the per-shell power sums
+    (physok.metrics.neps.shell_powers) that ensemble NEPS is built from; "persistence_*" are
+    the metrics of repeating the last context frame."""
     ctx = model.context_frames
     device = _device_of(model)
     x, _ = rms_normalise(fields[:, : ctx + 1].to(device), n_context=ctx)
@@ -82,14 +95,26 @@ def next_frame_metrics(
         pred = model(context, idx, normalised=True)[:, -1:]
     pred, target = pred.float(), target.float()
     per_field = vrmse(pred, target, reduce="none")[:, 0]  # (B, C)
-    neps = neps_ranges(pred[:, 0], target[:, 0])  # (B, C, 3)
+    err, tru = shell_powers(pred[:, 0], target[:, 0])  # (B, C, S) each
     well = the_well_nmse_per_bin(pred[:, 0], target[:, 0])  # (B, C, 3)
+    # persistence, the reference forecast that repeats the last context frame
+    last = context[:, -1:].float()
+    persist_err, _ = shell_powers(last[:, 0], target[:, 0])
     return {
         "vrmse": per_field.mean(dim=1).cpu(),
-        "neps": neps.nanmean(dim=1).cpu(),
         "well_nmse": well.mean(dim=1).cpu(),
         "vrmse_field": per_field.cpu(),
+        "persistence_vrmse": vrmse(last, target, reduce="sample").cpu(),
+        "shell_err": err.cpu(),
+        "shell_true": tru.cpu(),
+        "persistence_shell_err": persist_err.cpu(),
     }
+
+
+def ensemble_neps(err: torch.Tensor, tru: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """NEPS low/mid/high (3,) of a set of windows from its per-field shell power sums (C, S):
+    per field from the summed spectra, then the mean over fields (undefined ones left out)."""
+    return neps_from_powers(err, tru, grid).nanmean(dim=0)
 
 
 def evaluate_next_frame(
@@ -104,7 +129,8 @@ def evaluate_next_frame(
 
     `dataset` windows must hold at least `model.context_frames + 1` frames (the first ones are
     used). `device` moves the model there (None: where it is). Returns {"split", "vrmse",
-    "neps", "well_nmse", "vrmse_per_field", "subsets", "subset_size", "windows", "notes"}.
+    "neps", "well_nmse", "vrmse_per_field", "persistence", "subsets", "subset_size", "windows",
+    "notes"}.
     """
     ctx = model.context_frames
     if dataset.window < ctx + 1:
@@ -123,10 +149,18 @@ def evaluate_next_frame(
         )
     chosen = draw_subsets(n, cfg.subsets, cfg.subset_size, cfg.seed)
     union = sorted(set().union(*chosen))
-    per_window = _evaluate_windows(model, dataset, union, cfg, progress)
-
     row = {w: i for i, w in enumerate(union)}
     subset_rows = [torch.tensor([row[w] for w in s]) for s in chosen]
+    membership = torch.zeros(len(union), len(chosen), dtype=torch.float64)
+    for j, rows in enumerate(subset_rows):
+        membership[rows, j] = 1.0
+    per_window, spectra = _evaluate_windows(model, dataset, union, membership, cfg, progress)
+    err, tru, persist_err = spectra["shell_err"], spectra["shell_true"], spectra["persistence"]
+    grid = tuple(dataset.grid_shape)
+    neps = torch.stack([ensemble_neps(err[j], tru[j], grid) for j in range(len(chosen))])
+    persist_neps = torch.stack(
+        [ensemble_neps(persist_err[j], tru[j], grid) for j in range(len(chosen))]
+    )
 
     def over_subsets(values: torch.Tensor) -> dict[str, float | None]:
         # NaN windows (NEPS undefined in a range) are left out of their subset's mean.
@@ -137,9 +171,16 @@ def evaluate_next_frame(
     return {
         "split": dataset.split,
         "vrmse": over_subsets(per_window["vrmse"]),
-        "neps": {r: over_subsets(per_window["neps"][:, i]) for i, r in enumerate(RANGES)},
+        "neps": {r: mean_std([float(v) for v in neps[:, i]]) for i, r in enumerate(RANGES)},
         "well_nmse": {r: over_subsets(per_window["well_nmse"][:, i]) for i, r in enumerate(RANGES)},
         "vrmse_per_field": {name: json_number(field_means[c]) for c, name in enumerate(names)},
+        # the reference forecast "repeat the last context frame", on the same subsets
+        "persistence": {
+            "vrmse": over_subsets(per_window["persistence_vrmse"]),
+            "neps": {
+                r: mean_std([float(v) for v in persist_neps[:, i]]) for i, r in enumerate(RANGES)
+            },
+        },
         "subsets": cfg.subsets,
         "subset_size": min(cfg.subset_size, n),
         "windows": len(union),
@@ -151,10 +192,13 @@ def _evaluate_windows(
     model: nn.Module,
     dataset: WellWindowDataset,
     indices: list[int],
+    membership: torch.Tensor,
     cfg: EvalConfig,
     progress: bool,
-) -> dict[str, torch.Tensor]:
-    """Per-window metrics of `indices`, in that order (eval mode, restored afterwards)."""
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Per-window metrics of `indices`, in that order, and per subset the shell power sums
+    (subsets, C, S) of its windows ({"shell_err", "shell_true", "persistence"}; `membership`:
+    (len(indices), subsets) 0/1). Eval mode, restored afterwards."""
     loader = DataLoader(
         Subset(dataset, indices),
         batch_size=cfg.batch_size,
@@ -165,14 +209,26 @@ def _evaluate_windows(
     was_training = model.training
     model.eval()
     parts: list[dict[str, torch.Tensor]] = []
+    sums: dict[str, torch.Tensor] = {}
+    spectra = {"shell_err": "shell_err", "shell_true": "shell_true"}
+    spectra["persistence_shell_err"] = "persistence"
+    start = 0
     try:
         with tqdm(
             total=len(indices), desc="next-frame", unit="window", disable=not progress
         ) as bar:
             for batch in loader:
                 fields, idx = batch["fields"], batch["field_indices"]
-                parts.append(next_frame_metrics(model, fields, idx, cfg))
+                part = next_frame_metrics(model, fields, idx, cfg)
+                weights = membership[start : start + fields.shape[0]]  # (B, subsets)
+                for key, name in spectra.items():
+                    # per subset: the sum of its windows' spectra (subsets, C, S)
+                    s = torch.einsum("bj,bcs->jcs", weights, part.pop(key).double())
+                    sums[name] = s if name not in sums else sums[name] + s
+                parts.append(part)
+                start += fields.shape[0]
                 bar.update(fields.shape[0])
     finally:
         model.train(was_training)
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    per_window = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return per_window, sums

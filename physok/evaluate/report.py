@@ -61,11 +61,20 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"  {title:<16} {cells}")
         fields = "  ".join(f"{k} {_num(v)}" for k, v in nf["vrmse_per_field"].items())
         lines.append(f"  VRMSE per field  {fields}")
+        ref = nf.get("persistence")
+        if ref is not None:
+            cells = "  ".join(f"{r} {_mean_std(v)}" for r, v in ref["neps"].items())
+            lines.append(f"  persistence (repeat the last frame): VRMSE {_mean_std(ref['vrmse'])}")
+            lines.append(f"  persistence NEPS {cells}")
     ro = result.get("rollout")
     if ro is not None:
         lines.append(f"rollout ({ro['split']}, {ro['steps']} steps, {ro['windows']} windows):")
         cells = "  ".join(f"{h}: {_num(v)}" for h, v in ro["horizons"].items())
         lines.append(f"  VRMSE by horizon {cells}")
+        ref = ro.get("persistence")
+        if ref is not None:
+            cells = "  ".join(f"{h}: {_num(v)}" for h, v in ref["horizons"].items())
+            lines.append(f"  persistence      {cells}")
     for part in (nf, ro):
         for note in (part or {}).get("notes", []):
             lines.append(f"note: {note}")

@@ -138,6 +138,15 @@ def rollout_vrmse(
     return vrmse(pred.float() / scale, truth, reduce="none").cpu()
 
 
+def persistence_vrmse(fields: torch.Tensor, context_frames: int, steps: int) -> torch.Tensor:
+    """VRMSE (B, steps, C) of persistence, the reference forecast that repeats the last
+    context frame, against the `steps` frames after the context of `fields`."""
+    fields = fields[:, : context_frames + steps].float()
+    truth = fields[:, context_frames:]
+    last = fields[:, context_frames - 1 : context_frames].expand_as(truth)
+    return vrmse(last, truth, reduce="none").cpu()
+
+
 def evaluate_rollout(
     model: nn.Module,
     dataset: WellWindowDataset,
@@ -149,7 +158,8 @@ def evaluate_rollout(
     """Rollout VRMSE per step and by horizon on `dataset` (windows of at least
     `model.context_frames + cfg.rollout_steps` frames; see `open_rollout_dataset`).
 
-    Returns {"split", "steps", "windows", "per_step_vrmse", "horizons", "notes"}.
+    Returns {"split", "steps", "windows", "per_step_vrmse", "horizons", "persistence", "notes"};
+    "persistence" holds the same numbers for the forecast that repeats the last context frame.
     """
     ctx, steps = model.context_frames, cfg.rollout_steps
     if dataset.window < ctx + steps:
@@ -177,15 +187,19 @@ def evaluate_rollout(
     was_training = model.training
     model.eval()
     total = torch.zeros(steps, dtype=torch.float64)
+    persist = torch.zeros(steps, dtype=torch.float64)
     try:
         with tqdm(total=len(indices), desc="rollout", unit="window", disable=not progress) as bar:
             for batch in loader:
                 per = rollout_vrmse(model, batch["fields"], batch["field_indices"], steps, cfg)
                 total += per.double().mean(dim=2).sum(dim=0)  # fields averaged, windows summed
+                ref = persistence_vrmse(batch["fields"], ctx, steps)
+                persist += ref.double().mean(dim=2).sum(dim=0)
                 bar.update(per.shape[0])
     finally:
         model.train(was_training)
     per_step = (total / len(indices)).tolist()
+    persist_step = (persist / len(indices)).tolist()
     clipped = [(a, b) for a, b in cfg.horizons if b > steps]
     if clipped:
         notes.append(
@@ -198,5 +212,12 @@ def evaluate_rollout(
         "windows": len(indices),
         "per_step_vrmse": [json_number(v) for v in per_step],
         "horizons": {k: json_number(v) for k, v in horizon_means(per_step, cfg.horizons).items()},
+        # the reference forecast "repeat the last context frame", on the same windows
+        "persistence": {
+            "per_step_vrmse": [json_number(v) for v in persist_step],
+            "horizons": {
+                k: json_number(v) for k, v in horizon_means(persist_step, cfg.horizons).items()
+            },
+        },
         "notes": notes,
     }

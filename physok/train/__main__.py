@@ -1,9 +1,10 @@
-"""Command line: `python -m physok.train tokeniser [options]` (see --help).
+"""Command line: `python -m physok.train --fast` (the whole experiment) or one stage,
+`python -m physok.train tokeniser|rollout [options]` (see --help).
 
-Subcommands per stage: `tokeniser` (pretraining) and `rollout` (next-frame training); top-level
-options are reserved for whole-experiment switches. Run one process, or several with
-`torchrun --standalone --nproc_per_node=N -m physok.train tokeniser ...` (DDP) or
-`... -m physok.train rollout ...` (FSDP2).
+Without a stage, the top-level options run the experiment (`physok.experiment`): `--fast` on the
+embedded generated data, `--config paper --well-base-path PATH` on a real copy of The Well.
+Run one process, or several with `torchrun --standalone --nproc_per_node=N -m physok.train ...`
+(DDP for the tokeniser, FSDP2 for the rollout model).
 
 Exit status: 0 done, 2 bad options or data, 3 training stopped (e.g. non-finite loss),
 130 interrupted.
@@ -142,11 +143,61 @@ class _StageParser(argparse.ArgumentParser):
         return super().format_help()
 
 
+def _add_experiment_options(p: argparse.ArgumentParser) -> None:
+    """Top-level options: the whole experiment (used when no STAGE is given)."""
+    g = p.add_argument_group(
+        "the whole experiment (no STAGE): data, both tokenisers, five conditions, evaluation, "
+        "report in RUNS_DIR/NAME"
+    )
+    g.add_argument(
+        "--fast",
+        action="store_true",
+        help="the embedded default: generated data, fast models (minutes on a CPU)",
+    )
+    g.add_argument(
+        "--config",
+        dest="experiment_config",
+        choices=("fast", "paper"),
+        help="experiment preset (paper: the paper's settings, needs --well-base-path)",
+    )
+    g.add_argument(
+        "--well-base-path",
+        help="base folder of a real The Well copy (<base>/<dataset>/data/...): no data generation",
+    )
+    g.add_argument(
+        "--data-dir",
+        dest="experiment_data_dir",
+        help="where generated datasets go (default: data)",
+    )
+    g.add_argument("--runs-dir", help="parent of the experiment folder (default: runs)")
+    g.add_argument("--name", help="experiment folder name (default: the preset's name)")
+    g.add_argument(
+        "--conditions",
+        help="comma-separated subset of the conditions (default: all five; no_pretraining "
+        "is always needed)",
+    )
+    g.add_argument("--seed", dest="experiment_seed", type=int, help="seed of every stage")
+    g.add_argument("--device", dest="experiment_device", help="auto | cpu | cuda | cuda:N")
+    g.add_argument(
+        "--force",
+        action="store_true",
+        help="redo every stage (deletes RUNS_DIR/NAME first; matching generated data is kept)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.add_argument("--set", dest="experiment_overrides", action="append", default=[],
+                   metavar="KEY=VALUE",
+                   help="override a setting (repeatable): tokeniser.steps=200, rollout.lr=1e-3, "
+                   "rollout.processor.dim=64, evaluation.subsets=3, model.channels=[8,16,32], "
+                   "resolution=[64,64]")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m physok.train",
-        description="physok training stages. Run `python -m physok.train STAGE --help`.",
+        description="physok training: the whole experiment (`--fast`, or `--config paper "
+        "--well-base-path PATH`) or one stage (`python -m physok.train STAGE --help`).",
     )
+    _add_experiment_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="STAGE", parser_class=_StageParser)
     _add_tokeniser_parser(sub)
     _add_rollout_parser(sub)
@@ -289,6 +340,99 @@ def _run_rollout(args: argparse.Namespace) -> int:
     return _run_stage(args, "rollout training", rollout_config_from_args, train)
 
 
+def experiment_config_from_args(args: argparse.Namespace):  # -> ExperimentConfig
+    """The experiment config: preset + top-level options + --set overrides."""
+    import dataclasses
+
+    from physok.experiment.config import ExperimentConfig, apply_experiment_overrides
+    from physok.train.config_overrides import ConfigError
+
+    if args.fast and args.experiment_config not in (None, "fast"):
+        raise ConfigError("--fast and --config paper contradict each other; give one")
+    preset = args.experiment_config or "fast"
+    cfg = ExperimentConfig.preset_named(preset)
+    changes: dict[str, Any] = {}
+    if args.well_base_path is not None:
+        changes.update(data_dir=args.well_base_path, generate_data=False)
+        if args.experiment_data_dir is not None:
+            raise ConfigError(
+                "--data-dir is where generated data goes; with --well-base-path nothing is "
+                "generated: drop --data-dir"
+            )
+    elif preset == "paper":
+        raise ConfigError(
+            "--config paper runs on real The Well data: pass --well-base-path PATH (the base "
+            "folder holding euler_multi_quadrants_periodicBC/, rayleigh_benard/, ...)"
+        )
+    if args.experiment_data_dir is not None:
+        changes["data_dir"] = args.experiment_data_dir
+    for option, name in (
+        ("runs_dir", "runs_dir"),
+        ("name", "name"),
+        ("experiment_seed", "seed"),
+        ("experiment_device", "device"),
+    ):
+        if getattr(args, option) is not None:
+            changes[name] = getattr(args, option)
+    if args.conditions is not None:
+        changes["conditions"] = tuple(c.strip() for c in args.conditions.split(",") if c.strip())
+    if args.quiet:
+        changes["progress"] = False
+    cfg = dataclasses.replace(cfg, **changes)
+    cfg = apply_experiment_overrides(cfg, args.experiment_overrides)
+    cfg.validate()
+    return cfg
+
+
+def _run_experiment(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    """The whole experiment; failures map to the stages' exit codes."""
+    from physok.experiment.runner import run_experiment
+    from physok.train import distributed as dist_utils
+    from physok.train.common import TrainingError
+    from physok.train.distributed import DistributedError
+
+    command = "python -m physok.train " + " ".join(sys.argv[1:] if argv is None else argv)
+    ok = False
+    try:
+        cfg = experiment_config_from_args(args)
+        run_experiment(cfg, force=args.force, command=command)
+        ok = True
+    except TrainingError as e:
+        _error(f"training stopped: {e}; rerun the same command to continue from checkpoints")
+        return EXIT_TRAINING
+    except (ValueError, DistributedError) as e:  # DataError, ConfigError, CheckpointError, ...
+        _error(str(e))
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        _error("interrupted; rerun the same command to continue (finished stages are reused)")
+        return EXIT_INTERRUPTED
+    finally:
+        dist_utils.teardown(sync=ok)
+    return EXIT_OK
+
+
+def _uses_experiment_options(args: argparse.Namespace) -> bool:
+    return bool(
+        args.fast
+        or args.force
+        or args.quiet
+        or args.experiment_overrides
+        or any(
+            getattr(args, k) is not None
+            for k in (
+                "experiment_config",
+                "well_base_path",
+                "experiment_data_dir",
+                "runs_dir",
+                "name",
+                "conditions",
+                "experiment_seed",
+                "experiment_device",
+            )
+        )
+    )
+
+
 def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
@@ -297,8 +441,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_CONFIG
+        if not _uses_experiment_options(args):
+            parser.print_help()
+            return EXIT_CONFIG
+        return _run_experiment(args, argv)
+    if _uses_experiment_options(args):
+        parser.error(
+            f"experiment options (--fast, --config, --name, ...) go without a STAGE; "
+            f"for the {args.command} stage put its options after the stage name"
+        )
     return args.handler(args)
 
 

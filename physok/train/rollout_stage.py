@@ -50,7 +50,7 @@ from physok import checkpoint as ckpt_io
 from physok.data.loaders import LOADER_KINDS, BatchLoader, collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
-from physok.metrics.neps import RANGES, neps_ranges
+from physok.metrics.neps import RANGES, neps_from_powers, shell_edges, shell_powers
 from physok.metrics.vrmse import vrmse
 from physok.models.processor import Processor, ProcessorConfig
 from physok.models.rollout_model import CHECKPOINT_KIND, RolloutModel, RolloutModelConfig
@@ -732,18 +732,19 @@ def validate(stage: Stage) -> dict[str, dict[str, float]]:
     """Frame-10 metrics per dataset (eval mode): {"mae": {dataset: value}, "vrmse": {...},
     "neps_low": {...}, "neps_mid": {...}, "neps_high": {...}}.
 
-    NEPS per range (physok.metrics.neps) is averaged over fields, then over windows (shells
-    where it is undefined are left out). Ranks split the fixed subset and sum their results:
-    values do not depend on world size.
+    MAE and VRMSE are means over windows. NEPS per range (physok.metrics.neps) comes from the
+    error and true power spectra summed over the windows (normalised units), per field, then
+    averaged over fields. Ranks split the fixed subset and sum their results: values do not
+    depend on world size.
     """
     cfg, ctx, model = stage.cfg, stage.ctx, stage.model
     was_training = model.training
     model.eval()
-    names = ("mae", "vrmse", *(f"neps_{r}" for r in RANGES))
-    out: dict[str, dict[str, float]] = {k: {} for k in names}
+    out: dict[str, dict[str, float]] = {"mae": {}, "vrmse": {}}
+    out.update({f"neps_{r}": {} for r in RANGES})
     for ds in stage.val_sets:
-        # sums of [mae, vrmse, neps x3] and counts of the windows that define each
-        sums = torch.zeros(2, len(names), dtype=torch.float64, device=ctx.device)
+        totals = torch.zeros(3, dtype=torch.float64, device=ctx.device)  # mae, vrmse, count
+        spectra = None  # (2, C, shells): error and true power sums
         for indices, real in _validation_batches(ds, cfg, ctx):
             batch = collate_windows([ds[i] for i in indices])
             x, target = context_and_target(batch["fields"].to(ctx.device), cfg.input_frames)
@@ -752,21 +753,24 @@ def validate(stage: Stage) -> dict[str, dict[str, float]]:
             if not real:
                 continue
             pred = pred.float()
-            per_window = torch.cat(
-                [
-                    (pred - target).abs().mean(dim=(1, 2, 3, 4))[:, None],
-                    vrmse(pred, target, reduce="sample")[:, None],
-                    neps_ranges(pred, target).nanmean(dim=(1, 2)),  # (B, 3)
-                ],
-                dim=1,
-            ).double()
-            defined = ~per_window.isnan()
-            sums[0] += torch.where(defined, per_window, 0.0).sum(0)
-            sums[1] += defined.sum(0)
-        dist_utils.all_reduce_sum(sums)
-        means = sums[0] / sums[1].clamp_min(1)
-        for j, key in enumerate(names):
-            out[key][ds.dataset_name] = float(means[j]) if sums[1, j] > 0 else math.nan
+            totals[0] += (pred - target).abs().mean(dim=(1, 2, 3, 4)).double().sum()
+            totals[1] += vrmse(pred, target, reduce="sample").double().sum()
+            totals[2] += pred.shape[0]
+            err, tru = shell_powers(pred[:, 0], target[:, 0])  # (B, C, shells)
+            batch_spectra = torch.stack([err.double().sum(0), tru.double().sum(0)])
+            spectra = batch_spectra if spectra is None else spectra + batch_spectra
+        if spectra is None:  # this rank had no real batch: contribute zeros
+            n_shells = len(shell_edges(tuple(ds.grid_shape))) - 1
+            c = len(ds.channel_names)
+            spectra = torch.zeros(2, c, n_shells, dtype=torch.float64, device=ctx.device)
+        dist_utils.all_reduce_sum(totals)
+        dist_utils.all_reduce_sum(spectra)
+        n = totals[2].clamp_min(1)
+        out["mae"][ds.dataset_name] = float(totals[0] / n)
+        out["vrmse"][ds.dataset_name] = float(totals[1] / n)
+        neps = neps_from_powers(spectra[0], spectra[1], tuple(ds.grid_shape)).nanmean(dim=0)
+        for r, value in zip(RANGES, neps.tolist(), strict=True):
+            out[f"neps_{r}"][ds.dataset_name] = value
     model.train(was_training)
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
 from physok.evaluate import EvalConfig, draw_subsets, evaluate_next_frame
-from physok.metrics.neps import neps_ranges, the_well_nmse_per_bin
+from physok.metrics.neps import shell_edges, shell_ranges, the_well_nmse_per_bin
 from physok.metrics.vrmse import vrmse
 from physok.models.rollout_model import RolloutModel
 
@@ -44,12 +45,46 @@ def _hand_metrics(model: RolloutModel, ds: WellWindowDataset, index: int) -> dic
         pred = model.predict_next(fields[:, :9], idx)  # (1, C, X, Y)
     true = fields[:, 9]
     per_field = vrmse(pred[:, None], true[:, None], reduce="none")[0, 0]
+    # spectra in units of the context's RMS per field, so every window weighs alike
+    rms = fields[0, :9].double().square().mean(dim=(0, 2, 3)).sqrt()[:, None, None]
     return {
         "vrmse": per_field.mean().numpy(),
         "field": per_field.numpy(),
-        "neps": np.nanmean(neps_ranges(pred[0], true[0]).numpy(), axis=0),
+        "spectra": _spectra((pred[0].double() - true[0].double()) / rms, true[0].double() / rms),
         "well": the_well_nmse_per_bin(pred[0], true[0]).mean(0).numpy(),
+        # persistence: frame 9 (index 8) as the forecast of frame 10
+        "persist": vrmse(fields[:, 8:9], true[:, None]).numpy(),
+        "persist_spectra": _spectra(
+            (fields[0, 8].double() - true[0].double()) / rms, true[0].double() / rms
+        ),
     }
+
+
+def _spectra(err: torch.Tensor, true: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-field, per-shell sums of |FFT|² of the error and the truth, (C, S) each, written
+    out with fft2 and masks (the full spectrum, no half-spectrum weights)."""
+    x, y = true.shape[-2:]
+    kx = 2 * np.pi * np.fft.fftfreq(x)[:, None]
+    ky = 2 * np.pi * np.fft.fftfreq(y)[None, :]
+    k = np.sqrt(kx**2 + ky**2)
+    edges = shell_edges((x, y)).double().numpy()
+    pe = np.abs(np.fft.fft2(err.numpy())) ** 2
+    pt = np.abs(np.fft.fft2(true.numpy())) ** 2
+    masks = [(k >= lo) & (k < hi) for lo, hi in itertools.pairwise(edges)]
+    return (
+        np.stack([(pe * m).sum(axis=(-2, -1)) for m in masks], -1),
+        np.stack([(pt * m).sum(axis=(-2, -1)) for m in masks], -1),
+    )
+
+
+def _ensemble_neps(windows: list[dict], grid: tuple[int, int]) -> np.ndarray:
+    """NEPS low/mid/high of a set of windows: summed spectra, ratio per shell, range means
+    over shells, mean over fields."""
+    err = sum(w["spectra"][0] for w in windows)
+    tru = sum(w["spectra"][1] for w in windows)
+    ratio = err / tru  # (C, S); the generated Euler truth has power in every shell
+    ranges = shell_ranges(grid).numpy()
+    return np.array([ratio[:, ranges == r].mean(axis=1).mean() for r in range(3)])
 
 
 def test_metrics_equal_an_independent_loop(
@@ -72,9 +107,21 @@ def test_metrics_equal_an_independent_loop(
         assert got["std"] == pytest.approx(want["std"], rel=1e-2, abs=1e-6)
 
     close(out["vrmse"], expect("vrmse"))
+    grid = tuple(valid_set.grid_shape)
+    neps = np.stack([_ensemble_neps([per[i] for i in s], grid) for s in chosen])  # (subsets, 3)
     for col, r in enumerate(("low", "mid", "high")):
-        close(out["neps"][r], expect("neps", col))
+        want = {"mean": float(neps[:, col].mean()), "std": float(neps[:, col].std(ddof=1))}
+        close(out["neps"][r], want)
         close(out["well_nmse"][r], expect("well", col))
+    close(out["persistence"]["vrmse"], expect("persist"))
+    persist = [
+        [{"spectra": (per[i]["persist_spectra"][0], per[i]["spectra"][1])} for i in s]
+        for s in chosen
+    ]
+    neps = np.stack([_ensemble_neps(windows, grid) for windows in persist])
+    for col, r in enumerate(("low", "mid", "high")):
+        want = {"mean": float(neps[:, col].mean()), "std": float(neps[:, col].std(ddof=1))}
+        close(out["persistence"]["neps"][r], want)
     fields = np.mean([per[i]["field"] for i in union], axis=0)
     assert list(out["vrmse_per_field"]) == valid_set.channel_names
     assert list(out["vrmse_per_field"].values()) == pytest.approx(fields.tolist(), rel=1e-3)
@@ -82,8 +129,8 @@ def test_metrics_equal_an_independent_loop(
     assert (out["split"], out["subsets"], out["subset_size"]) == ("valid", 3, 4)
     assert out["windows"] == len(union) and out["notes"] == []
     assert set(out) == {
-        "split", "vrmse", "neps", "well_nmse", "vrmse_per_field", "subsets", "subset_size",
-        "windows", "notes",
+        "split", "vrmse", "neps", "well_nmse", "vrmse_per_field", "persistence", "subsets",
+        "subset_size", "windows", "notes",
     }  # fmt: skip
 
 

@@ -63,7 +63,7 @@ def test_per_step_vrmse_equals_an_independent_rollout(
     cfg = EvalConfig(rollout_steps=steps, rollout_windows=2, batch_size=2, seed=2, device="cpu")
     out = evaluate_rollout(model, ds, cfg, progress=False)
     chosen = choose_rollout_windows(ds, 2, seed=2)
-    per_window = []
+    per_window, persistence = [], []
     for i in chosen:
         item = ds[i]
         fields = item["fields"][None]
@@ -72,8 +72,17 @@ def test_per_step_vrmse_equals_an_independent_rollout(
         per_window.append(
             [vrmse(pred[:, k : k + 1], fields[:, 9 + k : 10 + k]).item() for k in range(steps)]
         )
+        # persistence repeats frame 9 (index 8)
+        persistence.append(
+            [vrmse(fields[:, 8:9], fields[:, 9 + k : 10 + k]).item() for k in range(steps)]
+        )
     expected = np.mean(per_window, axis=0)
     assert out["per_step_vrmse"] == pytest.approx(expected.tolist(), rel=1e-3)
+    ref = out["persistence"]
+    assert ref["per_step_vrmse"] == pytest.approx(np.mean(persistence, axis=0).tolist(), rel=1e-5)
+    q = ref["per_step_vrmse"]
+    assert ref["horizons"] == pytest.approx({"1-2": np.mean(q[:2]), "3-4": np.mean(q[2:4])})
+    assert q[0] < q[-1]  # the truth drifts away from the repeated frame
     p = out["per_step_vrmse"]
     assert out["horizons"] == pytest.approx({"1-2": np.mean(p[:2]), "3-4": np.mean(p[2:4])})
     assert (out["split"], out["steps"], out["windows"]) == ("train", steps, 2)

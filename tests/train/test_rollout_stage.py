@@ -74,6 +74,29 @@ def test_fast_preset_validation_error_falls(
     assert f"val MAE:     {EULER}: {mae[-1]:.4f}" in out and "checkpoints/step_00000024" in out
     model = RolloutModel.from_pretrained(run)  # the checkpoint is a loadable rollout model
     assert model.config.processor.dim == 16 and model.config.tokeniser.channels == (4, 8, 8)
+    # validation NEPS: the ensemble NEPS of the validation windows' frame-10 predictions
+    _check_validation_neps(model, euler_base, val[-1])
+
+
+def _check_validation_neps(model: RolloutModel, base: Path, record: dict) -> None:
+    from physok.data.reader import WellWindowDataset
+    from physok.data.registry import FieldRegistry
+    from physok.metrics.neps import neps_from_powers, shell_powers
+    from physok.ops.rms_normalise import rms_normalise
+    from physok.train.common import validation_indices
+
+    ds = WellWindowDataset(
+        base / EULER, "valid", 10, FieldRegistry(list(model.config.tokeniser.field_names))
+    )
+    windows = torch.stack([ds[i]["fields"] for i in validation_indices(len(ds), 5)])
+    x, _ = rms_normalise(windows, n_context=9)
+    with torch.no_grad():
+        pred = model.eval()(x[:, :9], ds.field_indices.tolist(), normalised=True)[:, -1]
+    err, tru = shell_powers(pred, x[:, 9])
+    neps = neps_from_powers(err.sum(0), tru.sum(0), tuple(ds.grid_shape)).nanmean(0)
+    for r, value in zip(("low", "mid", "high"), neps.tolist(), strict=True):
+        assert record[f"val_neps_{r}"][EULER] == pytest.approx(value, rel=1e-4), r
+        assert record[f"val_neps_{r}_mean"] == pytest.approx(value, rel=1e-4), r
 
 
 def test_dali_loader_trains_exactly_like_the_torch_loader_and_mfu_is_logged(

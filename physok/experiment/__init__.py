@@ -1,0 +1,1 @@
+"""The tokeniser-pretraining experiment: run the five conditions, compare them, report."""

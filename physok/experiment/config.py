@@ -1,0 +1,309 @@
+"""ExperimentConfig: the whole tokeniser-pretraining experiment in one dataclass, with presets.
+
+The experiment is a fixed recipe of stages (DESIGN.md §1): data, in-domain and out-of-domain
+tokeniser pretraining, rollout training under the five conditions, evaluation, report. The
+stages keep their own configs (`TokeniserTrainConfig`, `RolloutTrainConfig`, `EvalConfig`); this
+config holds what ties them together (data, datasets, conditions, names, seed) plus per-stage
+overrides, and builds each stage's config from its preset of the same name.
+
+`--set KEY=VALUE` (`apply_experiment_overrides`) reaches every level:
+`tokeniser.steps=200` (a TokeniserTrainConfig field), `rollout.processor.dim=64`,
+`evaluation.subsets=3`, `model.channels=[8,16,32]` (the tokeniser architecture: both the
+pretraining and the rollout stages, which must agree), or an ExperimentConfig field
+(`conditions=no_pretraining,in_domain_trainable`, `resolution=[32,32]`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from physok.data.generate import GenerationConfig
+from physok.evaluate.config import EvalConfig
+from physok.experiment.conditions import CONDITION_ORDER, get_condition
+from physok.train import config_overrides
+from physok.train.config_overrides import ConfigError, parse_value, split_assignment
+from physok.train.rollout_stage import RolloutTrainConfig
+from physok.train.rollout_stage import apply_overrides as apply_rollout_overrides
+from physok.train.tokeniser_stage import TokeniserTrainConfig
+
+DOWNSTREAM = "euler_multi_quadrants_periodicBC"
+# Out-of-domain mixture. The paper's: Rayleigh-Bénard, active matter and shear flow. physok has
+# no active-matter generator, so the embedded default mixes the other generated datasets.
+OUT_OF_DOMAIN_PAPER = ("rayleigh_benard", "active_matter", "shear_flow")
+OUT_OF_DOMAIN_GENERATED = ("rayleigh_benard", "shear_flow", "gray_scott_reaction_diffusion")
+STAGE_PREFIXES = ("tokeniser.", "rollout.", "evaluation.", "model.")
+# Stage-config keys the experiment owns (set from its own fields, not by overrides).
+_OWNED = {
+    "tokeniser": ("data_dir", "datasets", "run_dir", "seed", "device", "progress", "preset"),
+    "rollout": (
+        "data_dir",
+        "datasets",
+        "run_dir",
+        "seed",
+        "device",
+        "progress",
+        "preset",
+        "tokeniser_checkpoint",
+        "tokeniser_strategy",
+    ),
+    "evaluation": ("seed", "device"),
+}
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The experiment's settings; presets `fast()` (embedded data, CPU minutes) and `paper()`."""
+
+    name: str = "fast"
+    preset: str = "fast"  # the stage presets used ("fast" | "paper")
+    runs_dir: str = "runs"  # the experiment writes runs_dir/name/
+    # data: generated into data_dir (embedded default), or an existing Well copy
+    data_dir: str = "data"
+    generate_data: bool = True
+    resolution: tuple[int, int] = (32, 32)
+    trajectories: int = 24
+    trajectory_steps: int = 40  # snapshots per trajectory (>= 27 for 18-step rollouts)
+    downstream: str = DOWNSTREAM
+    out_of_domain: tuple[str, ...] = OUT_OF_DOMAIN_GENERATED
+    conditions: tuple[str, ...] = CONDITION_ORDER
+    # per-stage overrides on the stage presets ({"steps": 300}; rollout also "processor.dim")
+    tokeniser: dict[str, Any] = field(default_factory=dict)
+    rollout: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)  # tokeniser architecture, both stages
+    seed: int = 0
+    device: str = "auto"
+    cost_steps: int = 2_100  # Table 4: wall-clock per this many steps (the paper's epoch)
+    progress: bool = True
+
+    # ---- presets ------------------------------------------------------------------------------
+    @classmethod
+    def fast(cls, **overrides: Any) -> ExperimentConfig:
+        """Embedded generated data at 32², the fast models, equal budgets for every condition.
+
+        Measured on a 2-core CPU (see README): the tokenisers take 300 SOAP steps (~0.27 s
+        each), the rollout runs 400 steps (~0.08 s) in epochs of 50 at the paper's recipe
+        (AdamW, peak lr 2e-4). The tokeniser lr is 3e-3 here, not the stage default 1e-3:
+        with only 300 steps the fast tokeniser reached validation VRMSE 0.97 on 32² Euler at
+        3e-3 and 1.03 at 1e-3.
+        """
+        base = cls(
+            tokeniser={"steps": 300, "lr": 3e-3, "val_every": 100, "ckpt_every": 100},
+            rollout={"steps": 400, "val_every": 50, "ckpt_every": 100},
+        )
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> ExperimentConfig:
+        """The paper's settings on a real copy of The Well (`data_dir` = its base path, set by
+        `--well-base-path`); run under torchrun (see README)."""
+        base = cls(
+            name="paper",
+            preset="paper",
+            generate_data=False,
+            out_of_domain=OUT_OF_DOMAIN_PAPER,
+        )
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
+    def preset_named(cls, name: str, **overrides: Any) -> ExperimentConfig:
+        presets = {"fast": cls.fast, "paper": cls.paper}
+        if name not in presets:
+            raise ConfigError(f"--config {name!r}: choose one of {sorted(presets)}")
+        return presets[name](**overrides)
+
+    # ---- derived paths and stage configs ------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def generation(self) -> GenerationConfig:
+        return GenerationConfig(
+            resolution=tuple(self.resolution),
+            trajectories=self.trajectories,
+            steps=self.trajectory_steps,
+            seed=self.seed,
+        )
+
+    def datasets_needed(self) -> tuple[str, ...]:
+        """Every dataset a stage of this experiment reads, downstream first."""
+        from physok.experiment.conditions import tokenisers_needed
+
+        names = [self.downstream]
+        if "out_of_domain" in tokenisers_needed(self.conditions):
+            names += [d for d in self.out_of_domain if d not in names]
+        return tuple(names)
+
+    def tokeniser_datasets(self, source: str) -> tuple[str, ...]:
+        return (self.downstream,) if source == "in_domain" else tuple(self.out_of_domain)
+
+    def tokeniser_run_dir(self, source: str) -> Path:
+        return self.run_dir / f"tokeniser_{source}"
+
+    def rollout_run_dir(self, condition: str) -> Path:
+        return self.run_dir / f"rollout_{condition}"
+
+    def _model_assignments(self) -> list[str]:
+        return [f"model.{k}={_json(v)}" for k, v in self.model.items()]
+
+    def tokeniser_config(self, source: str) -> TokeniserTrainConfig:
+        """The pretraining stage of `source` ("in_domain" | "out_of_domain")."""
+        cfg = TokeniserTrainConfig.preset_named(self.preset)
+        cfg = _apply(
+            cfg,
+            self.tokeniser,
+            config_overrides.apply_overrides,
+            "tokeniser",
+            self._model_assignments(),
+        )
+        return dataclasses.replace(
+            cfg,
+            data_dir=self.data_dir,
+            datasets=self.tokeniser_datasets(source),
+            run_dir=str(self.tokeniser_run_dir(source)),
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+        )
+
+    def rollout_config(self, condition: str) -> RolloutTrainConfig:
+        """Rollout training of `condition` (same budget and seed for every condition)."""
+        c = get_condition(condition)
+        cfg = RolloutTrainConfig.preset_named(self.preset)
+        cfg = _apply(
+            cfg, self.rollout, apply_rollout_overrides, "rollout", self._model_assignments()
+        )
+        source = None if c.tokeniser is None else str(self.tokeniser_run_dir(c.tokeniser))
+        return dataclasses.replace(
+            cfg,
+            data_dir=self.data_dir,
+            datasets=(self.downstream,),
+            run_dir=str(self.rollout_run_dir(condition)),
+            tokeniser_checkpoint=source,
+            tokeniser_strategy=c.strategy,
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+        )
+
+    def eval_config(self) -> EvalConfig:
+        base = EvalConfig.fast() if self.preset == "fast" else EvalConfig.paper()
+        cfg = _apply(base, self.evaluation, config_overrides.apply_overrides, "evaluation", [])
+        return dataclasses.replace(cfg, seed=self.seed, device=self.device)
+
+    # ---- checks and serialisation -------------------------------------------------------------
+    def validate(self) -> None:
+        """Option-level checks, including every stage config it builds."""
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"--name {self.name!r}: use a plain folder name like 'fast'")
+        if self.preset not in ("fast", "paper"):
+            raise ConfigError(f"preset {self.preset!r}: choose fast or paper")
+        if not self.conditions:
+            raise ConfigError("conditions: give at least one condition")
+        for c in self.conditions:
+            get_condition_checked(c)
+        if len(set(self.conditions)) != len(self.conditions):
+            raise ConfigError(f"conditions repeat: {list(self.conditions)}")
+        if "no_pretraining" not in self.conditions:
+            raise ConfigError(
+                "conditions must include no_pretraining: every change is reported against it"
+            )
+        if self.downstream in self.out_of_domain:
+            raise ConfigError(
+                f"out_of_domain {list(self.out_of_domain)} includes the downstream dataset "
+                f"{self.downstream}: out-of-domain pretraining must not see it"
+            )
+        if self.cost_steps < 1:
+            raise ConfigError(f"cost_steps must be >= 1, got {self.cost_steps}")
+        if self.generate_data:
+            try:
+                self.generation().validate()
+            except ValueError as e:
+                raise ConfigError(f"data generation (resolution/trajectories/...): {e}") from None
+        from physok.experiment.conditions import tokenisers_needed
+
+        for source in tokenisers_needed(self.conditions):
+            self.tokeniser_config(source).validate()
+        for c in self.conditions:
+            self.rollout_config(c).validate()
+        try:
+            self.eval_config().validate()
+        except ValueError as e:
+            raise ConfigError(f"evaluation: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "experiment config") -> ExperimentConfig:
+        return config_overrides.config_from_dict(cls, data, where)
+
+
+def get_condition_checked(name: str) -> None:
+    try:
+        get_condition(name)
+    except ValueError as e:
+        raise ConfigError(f"conditions: {e}") from None
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+def _apply(cfg: Any, overrides: dict[str, Any], apply: Any, stage: str, extra: list[str]) -> Any:
+    """`cfg` with the experiment's overrides for `stage` applied through the stage's own
+    `--set` machinery (so unknown keys get the stage's error, prefixed with the stage)."""
+    owned = _OWNED[stage]
+    assignments = []
+    for key, value in overrides.items():
+        if key in owned:
+            raise ConfigError(
+                f"--set {stage}.{key}: set by the experiment itself (from its own options: "
+                "--data-dir, --name, --seed, --device, conditions, ...); it cannot be overridden"
+            )
+        assignments.append(f"{key}={_json(value)}")
+    try:
+        return apply(cfg, [*extra, *assignments])
+    except ConfigError as e:
+        raise ConfigError(f"{stage} stage: {e}") from None
+
+
+def apply_experiment_overrides(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
+    """`--set KEY=VALUE` for the experiment (see the module docstring for the key forms)."""
+    stage_maps = {
+        "tokeniser": dict(cfg.tokeniser),
+        "rollout": dict(cfg.rollout),
+        "evaluation": dict(cfg.evaluation),
+        "model": dict(cfg.model),
+    }
+    rest = []
+    for item in assignments:
+        key, text = split_assignment(item)
+        prefix = next((p for p in STAGE_PREFIXES if key.startswith(p)), None)
+        if prefix is not None:
+            stage_maps[prefix[:-1]][key[len(prefix) :]] = parse_value(text)
+        elif key in stage_maps:
+            raise ConfigError(f"--set {key}: set its keys one by one, e.g. --set {key}.steps=100")
+        else:
+            rest.append(item)
+    try:
+        out = config_overrides.apply_overrides(cfg, rest)
+    except ConfigError as e:
+        if "unknown option" not in str(e):
+            raise
+        raise ConfigError(
+            f"{e}, or a stage key: tokeniser.<key>, rollout.<key>, evaluation.<key>, model.<key>"
+        ) from None
+    out = dataclasses.replace(out, **stage_maps)
+    return out

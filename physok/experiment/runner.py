@@ -1,0 +1,513 @@
+"""Run the whole experiment: data, tokeniser pretraining, rollout training, evaluation, report.
+
+`run_experiment(cfg)` runs the stages in order (DESIGN.md §1):
+
+1. `prepare_data`: generate the embedded datasets (reused when generated with the same
+   settings) or check a real Well copy.
+2. `pretrain_tokenisers`: the in-domain tokeniser (downstream dataset) and the out-of-domain
+   one (the mixture), each a `physok.train.tokeniser_stage` run.
+3. `train_conditions`: one `physok.train.rollout_stage` run per condition, same budget and seed.
+4. `evaluate_conditions`: next-frame metrics over random validation subsets and 18-step rollouts
+   (`physok.evaluate`).
+5. `write_outputs`: `results.json` (every number), `report.md` and PNG figures.
+
+Everything lands in `runs_dir/name/`. A re-run reuses what is finished: a stage whose run is
+at its final step is not touched, an interrupted one resumes from its last checkpoint, and an
+evaluation is cached with the checkpoint and settings it used. `force=True` deletes the
+experiment's folder first and redoes every stage (generated data is kept when its settings
+match). Settings that differ from the folder's recorded ones are an error, never a silent mix.
+
+Under torchrun every rank runs the training stages (DDP for the tokeniser, FSDP for the rollout
+model); rank 0 alone generates data, evaluates and writes the outputs, the others wait.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from physok import __version__
+from physok import checkpoint as ckpt_io
+from physok.data.errors import DataError
+from physok.experiment.conditions import CONDITION_ORDER, get_condition, tokenisers_needed
+from physok.experiment.config import ExperimentConfig
+from physok.train import distributed as dist_utils
+from physok.train.common import METRICS_FILE
+from physok.train.config_overrides import ConfigError
+
+SCHEMA = "physok.experiment/1"
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+EXPERIMENT_FILE = "experiment.json"
+EVAL_DIR = "eval"
+# Part of an evaluation's cache key: bump when physok's evaluation numbers change (metric
+# definitions, protocol), so a re-run does not reuse evaluations computed the old way.
+EVAL_CACHE_VERSION = 3
+# Config keys that only change how a run executes, not what it computes: a difference in them
+# does not make a finished stage or a recorded experiment "different".
+RUNTIME_KEYS = ("progress", "device", "num_workers", "loader", "compile")
+TOKENISER_LABELS = {"in_domain": "In-domain", "out_of_domain": "Out-of-domain"}
+
+
+@dataclass
+class ExperimentOutcome:
+    """What `run_experiment` produced (paths on rank 0; None on other ranks)."""
+
+    results: dict[str, Any] | None
+    run_dir: Path
+    results_path: Path | None
+    report_path: Path | None
+    figures: dict[str, str]
+
+
+def _say(text: str, main: bool = True) -> None:
+    if main:
+        print(text, flush=True)
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _clean_floats(value: Any) -> Any:
+    """NaN/inf -> None, recursively: results.json is strict JSON."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {k: _clean_floats(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_floats(v) for v in value]
+    return value
+
+
+def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    keys = sorted((set(saved) | set(wanted)) - set(RUNTIME_KEYS))
+    return [k for k in keys if saved.get(k) != wanted.get(k)]
+
+
+# ---- the experiment folder ----------------------------------------------------------------------
+def claim_run_dir(cfg: ExperimentConfig, *, force: bool) -> Path:
+    """Create (or with `force`, recreate) the experiment folder and record its settings; a
+    folder recorded with other settings is an error naming the differing keys."""
+    run_dir = cfg.run_dir
+    record = run_dir / EXPERIMENT_FILE
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    wanted = cfg.to_dict()
+    if record.exists():
+        try:
+            saved = json.loads(record.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(
+                f"{record} is not valid JSON ({e}); pass --force to redo the experiment"
+            ) from None
+        diff = _differences(saved, wanted)
+        if diff:
+            raise ConfigError(
+                f"{run_dir} holds an experiment made with other settings (differing: "
+                f"{', '.join(diff)}); pass --force to redo it there, or --name NEW to keep it"
+            )
+    _write_json_atomic(record, wanted)
+    return run_dir
+
+
+# ---- 1. data ----------------------------------------------------------------------------------
+def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
+    """Generate the datasets the experiment reads, or check that a Well copy has them (rank 0
+    only, under torchrun)."""
+    names = cfg.datasets_needed()
+    t0 = time.perf_counter()
+    base = Path(cfg.data_dir)
+    if cfg.generate_data:
+        from physok.data.generate import generate_datasets
+
+        def generate(overwrite: bool) -> None:
+            generate_datasets(
+                names,
+                base,
+                cfg.generation(),
+                overwrite=overwrite,
+                progress=cfg.progress,
+                jobs=min(len(names), os.cpu_count() or 1),
+            )
+
+        try:
+            generate(overwrite=False)  # reuses datasets generated with these settings
+        except DataError as e:
+            if "not generated with these settings" not in str(e):
+                raise
+            if not force:
+                raise DataError(
+                    f"{e}. The experiment reuses generated data only when made with its "
+                    "settings: pass --force to regenerate, or another --data-dir"
+                ) from None
+            generate(overwrite=True)
+    else:
+        missing = [n for n in names if not (base / n / "data").is_dir()]
+        if missing:
+            raise DataError(
+                f"--well-base-path {base}: no dataset folder for {missing} (expected "
+                f"{base}/<name>/data/{{train,valid}}/*.hdf5); download them from The Well "
+                "(`the-well-download --base-path PATH --dataset NAME`) or fix the path"
+            )
+    return {
+        "generated": cfg.generate_data,
+        "base": str(base),
+        "datasets": list(names),
+        "resolution": list(cfg.resolution) if cfg.generate_data else None,
+        "wall_clock_s": time.perf_counter() - t0,
+    }
+
+
+# ---- 2./3. training stages ----------------------------------------------------------------------
+def stage_is_finished(run_dir: Path, wanted: dict[str, Any], kind: str) -> bool:
+    """True when `run_dir`'s latest checkpoint reached `wanted["steps"]`; an error when that
+    run was made with other settings (so a finished stage is never silently reused wrongly)."""
+    latest = ckpt_io.latest_checkpoint(run_dir)
+    if latest is None:
+        return False
+    meta = ckpt_io.read_checkpoint_config(latest, kind=kind)
+    saved = meta.get("train_config") or {}
+    diff = _differences(saved, wanted)
+    if diff:
+        raise ConfigError(
+            f"{run_dir}: its run was made with other settings (differing: {', '.join(diff)}); "
+            "pass --force to redo the experiment"
+        )
+    return int(meta["step"]) >= int(wanted["steps"])
+
+
+def read_stage_log(run_dir: Path) -> dict[str, Any]:
+    """Steps, wall-clock, median step time and validation curve from a run's metrics.jsonl."""
+    path = Path(run_dir) / METRICS_FILE
+    train, val = [], []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            (train if rec.get("kind") == "train" else val).append(rec)
+    step_times = [r["step_time_s"] for r in train if "step_time_s" in r]
+    elapsed = [r["elapsed_s"] for r in (*train, *val) if "elapsed_s" in r]
+    return {
+        "steps": max((r["step"] for r in train), default=0),
+        "wall_clock_s": max(elapsed, default=0.0),
+        "median_step_s": statistics.median(step_times) if step_times else None,
+        "val": val,
+        "run_dir": str(run_dir),
+    }
+
+
+def _run_stage(train_fn: Any, stage_cfg: Any, kind: str) -> bool:
+    """Train `stage_cfg` unless its run is finished; True when it was reused."""
+    run_dir = Path(stage_cfg.run_dir)
+    if stage_is_finished(run_dir, stage_cfg.to_dict(), kind):
+        return True
+    train_fn(stage_cfg, resume=True)  # resumes an interrupted run, else starts fresh
+    return False
+
+
+def pretrain_tokenisers(cfg: ExperimentConfig, *, main: bool) -> dict[str, dict[str, Any]]:
+    """Pretrain (or reuse) the tokenisers the conditions need."""
+    from physok.train import tokeniser_stage
+
+    out = {}
+    for source in tokenisers_needed(cfg.conditions):
+        stage_cfg = cfg.tokeniser_config(source)
+        _say(f"\n==> tokeniser pretraining, {source.replace('_', '-')}: "
+             f"{', '.join(stage_cfg.datasets)} ({stage_cfg.steps} steps)", main)  # fmt: skip
+        reused = _run_stage(tokeniser_stage.train, stage_cfg, tokeniser_stage.CHECKPOINT_KIND)
+        if reused:
+            _say(f"    finished run reused: {stage_cfg.run_dir}", main)
+        log = read_stage_log(Path(stage_cfg.run_dir))
+        last = log["val"][-1] if log["val"] else {}
+        out[source] = {
+            "label": f"{TOKENISER_LABELS[source]} ({', '.join(stage_cfg.datasets)})",
+            "datasets": list(stage_cfg.datasets),
+            "steps": log["steps"],
+            "wall_clock_s": log["wall_clock_s"],
+            "median_step_s": log["median_step_s"],
+            "val_vrmse": last.get("val_vrmse", {}),
+            "curve": [
+                {"step": r["step"], "val_vrmse_mean": r.get("val_vrmse_mean")} for r in log["val"]
+            ],
+            "run_dir": log["run_dir"],
+            "reused": reused,
+        }
+    return out
+
+
+def _rollout_curve(val_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("val_vrmse", "val_mae", "val_neps_low", "val_neps_mid", "val_neps_high")
+    return [{"step": r["step"], **{k: r.get(f"{k}_mean") for k in keys}} for r in val_records]
+
+
+def train_conditions(cfg: ExperimentConfig, *, main: bool) -> dict[str, dict[str, Any]]:
+    """Rollout training under every condition (or reuse of finished runs)."""
+    from physok.train import rollout_stage
+
+    out = {}
+    for name in cfg.conditions:
+        stage_cfg = cfg.rollout_config(name)
+        _say(f"\n==> rollout training, {get_condition(name).label} ({stage_cfg.steps} steps)", main)
+        reused = _run_stage(rollout_stage.train, stage_cfg, rollout_stage.CHECKPOINT_KIND)
+        if reused:
+            _say(f"    finished run reused: {stage_cfg.run_dir}", main)
+        log = read_stage_log(Path(stage_cfg.run_dir))
+        out[name] = {
+            "steps": log["steps"],
+            "wall_clock_s": log["wall_clock_s"],
+            "median_step_s": log["median_step_s"],
+            "run_dir": log["run_dir"],
+            "reused": reused,
+            "curve": _rollout_curve(log["val"]),
+        }
+    return out
+
+
+# ---- 4. evaluation ----------------------------------------------------------------------------
+def parameter_counts(model: torch.nn.Module, strategy: str) -> dict[str, int]:
+    """Total parameters and those the condition trains (its tokeniser strategy applied)."""
+    from physok.models.tokeniser import apply_training_strategy
+
+    apply_training_strategy(model.tokeniser, strategy)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable}
+
+
+def evaluate_condition(cfg: ExperimentConfig, name: str, *, force: bool) -> dict[str, Any]:
+    """Next-frame and rollout metrics of a condition's final checkpoint (cached in eval/)."""
+    from physok.evaluate import evaluate_checkpoint
+    from physok.models.rollout_model import RolloutModel
+
+    run_dir = cfg.rollout_run_dir(name)
+    latest = ckpt_io.latest_checkpoint(run_dir)
+    if latest is None:
+        raise ConfigError(f"{run_dir} holds no checkpoint to evaluate; rerun the experiment")
+    eval_cfg = cfg.eval_config()
+    key = {
+        "version": EVAL_CACHE_VERSION,
+        "checkpoint": str(latest),
+        "step": int(ckpt_io.read_checkpoint_config(latest)["step"]),
+        "dataset": cfg.downstream,
+        "eval_config": eval_cfg.to_dict(),
+    }
+    cache = cfg.run_dir / EVAL_DIR / f"{name}.json"
+    if cache.exists() and not force:
+        try:
+            saved = json.loads(cache.read_text())
+            if {k: saved.get(k) for k in key} == key:
+                return saved
+        except json.JSONDecodeError:
+            pass  # a cut write: evaluate again
+    result = evaluate_checkpoint(
+        latest, cfg.data_dir, cfg.downstream, eval_cfg, progress=cfg.progress
+    )
+    model = RolloutModel.from_pretrained(latest)
+    out = {
+        **key,
+        "params": parameter_counts(model, get_condition(name).strategy),
+        "next_frame": result["next_frame"],
+        "rollout": result["rollout"],
+    }
+    _write_json_atomic(cache, _clean_floats(out))
+    return out
+
+
+# ---- 5. outputs -------------------------------------------------------------------------------
+def environment(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return {
+        "device": device.type,
+        "device_name": name,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "world_size": dist_utils.get_world_size(),
+        "python": platform.python_version(),
+    }
+
+
+def assemble_results(
+    cfg: ExperimentConfig,
+    *,
+    data: dict[str, Any],
+    tokenisers: dict[str, Any],
+    training: dict[str, Any],
+    evaluation: dict[str, Any],
+    device: torch.device,
+    total_s: float,
+    command: str | None,
+) -> dict[str, Any]:
+    """The results.json document (schema "physok.experiment/1")."""
+    from physok.experiment.report import compare
+
+    conditions = {}
+    for name in (c for c in CONDITION_ORDER if c in cfg.conditions):
+        c = get_condition(name)
+        ev = evaluation[name]
+        conditions[name] = {
+            "label": c.label,
+            "tokeniser": c.tokeniser,
+            "strategy": c.strategy,
+            "params": ev["params"],
+            "training": training[name],
+            "next_frame": ev["next_frame"],
+            "rollout": ev["rollout"],
+        }
+    config = cfg.to_dict()
+    if command:
+        config["command"] = command
+    results = {
+        "schema": SCHEMA,
+        "name": cfg.name,
+        "preset": cfg.preset,
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "physok_version": __version__,
+        "environment": environment(device),
+        "config": config,
+        "downstream_dataset": cfg.downstream,
+        "cost_steps": cfg.cost_steps,
+        "total_wall_clock_s": total_s,
+        "data": data,
+        "tokenisers": tokenisers,
+        "conditions": conditions,
+    }
+    results = _clean_floats(results)
+    results["comparison"] = _clean_floats(compare(results))
+    return results
+
+
+def write_outputs(results: dict[str, Any], run_dir: Path) -> tuple[Path, Path, dict[str, str]]:
+    """results.json, the figures and report.md (all written atomically)."""
+    from physok.experiment.figures import write_figures
+    from physok.experiment.report import write_report
+
+    results_path = run_dir / RESULTS_FILE
+    _write_json_atomic(results_path, results)
+    figures = write_figures(results, run_dir)
+    report_path = write_report(results, run_dir, figures)
+    return results_path, report_path, figures
+
+
+def _fmt(value: Any, spec: str = ".3f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _summary_row(label: str, nf: dict, ro: dict, change: float | None) -> str:
+    neps, h = nf["neps"], ro.get("horizons", {})
+    return (
+        f"  {label:<30} {_fmt(nf['vrmse']['mean']):>7} "
+        f"{('' if change is None else f'{change:+.0f}%'):>8} "
+        f"{_fmt(neps['low']['mean'], '.3g'):>9} {_fmt(neps['mid']['mean'], '.3g'):>7} "
+        f"{_fmt(neps['high']['mean'], '.3g'):>7} {_fmt(h.get('1-2')):>9} "
+        f"{_fmt(h.get('3-6')):>6} {_fmt(h.get('7-18')):>6}"
+    )
+
+
+def print_summary(results: dict[str, Any], outcome: ExperimentOutcome) -> None:
+    """The end-of-run summary: one line per condition and where the outputs are."""
+    comp = results.get("comparison", {})
+    changes = comp.get("conditions", {}) if isinstance(comp, dict) else {}
+    print(f"\nexperiment {results['name']} finished in {results['total_wall_clock_s']:.0f} s")
+    header = f"  {'condition':<30} {'VRMSE':>7} {'vs none':>8} {'NEPS low':>9} {'mid':>7} "
+    print(header + f"{'high':>7} {'roll 1-2':>9} {'3-6':>6} {'7-18':>6}")
+    for name, c in results["conditions"].items():
+        change = (changes.get(name) or {}).get("vrmse_change_pct")
+        print(_summary_row(c["label"], c["next_frame"], c["rollout"], change))
+    first = next(iter(results["conditions"].values()), None) or {}
+    ref_nf = (first.get("next_frame") or {}).get("persistence")
+    ref_ro = (first.get("rollout") or {}).get("persistence")
+    if ref_nf and ref_ro:
+        print(_summary_row("(persistence: repeat frame 9)", ref_nf, ref_ro, None))
+    answer = comp.get("answer") if isinstance(comp, dict) else None
+    if isinstance(answer, dict) and answer.get("in_domain_trainable_change_pct") is not None:
+        verdict = "lowered" if answer.get("in_domain_lowers_vrmse") else "did not lower"
+        print(
+            f"  in-domain pretraining {verdict} next-frame VRMSE vs no pretraining: "
+            f"{answer['in_domain_trainable_change_pct']:+.1f}% (paper: -64% after 10,500 steps)"
+        )
+    print(f"  report:  {outcome.report_path}")
+    print(f"  results: {outcome.results_path}")
+    for path in outcome.figures.values():
+        print(f"  figure:  {outcome.run_dir / path}")
+    sys.stdout.flush()
+
+
+class ExperimentError(ValueError):
+    """A step that rank 0 runs alone failed; the other ranks stop with this message."""
+
+
+def _on_main(main: bool, fn: Any) -> Any:
+    """Run `fn` on rank 0 only, and make every rank fail when it fails (instead of the other
+    ranks waiting at the next barrier until the process-group timeout)."""
+    result, error = None, None
+    if main:
+        try:
+            result = fn()
+        except Exception as e:  # re-raised below, and on every other rank as ExperimentError
+            error = e
+    message = dist_utils.broadcast_object(None if error is None else str(error))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise ExperimentError(f"rank 0 stopped the experiment: {message}")
+    return result
+
+
+def run_experiment(
+    cfg: ExperimentConfig, *, force: bool = False, command: str | None = None
+) -> ExperimentOutcome:
+    """Run (or finish) the experiment of `cfg`; see the module docstring."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    ctx = dist_utils.init_distributed(cfg.device)
+    main = ctx.is_main
+    run_dir = cfg.run_dir
+    _on_main(main, lambda: claim_run_dir(cfg, force=force))
+    _say(f"==> data: {', '.join(cfg.datasets_needed())} in {cfg.data_dir}", main)
+    data = _on_main(main, lambda: prepare_data(cfg, force=force))
+    data = dist_utils.broadcast_object(data)
+    tokenisers = pretrain_tokenisers(cfg, main=main)
+    training = train_conditions(cfg, main=main)
+
+    def evaluate_and_report() -> tuple[dict[str, Any], Path, Path, dict[str, str]]:
+        _say("\n==> evaluation: next-frame subsets and 18-step rollouts")
+        evaluation = {name: evaluate_condition(cfg, name, force=force) for name in cfg.conditions}
+        results = assemble_results(
+            cfg,
+            data=data,
+            tokenisers=tokenisers,
+            training=training,
+            evaluation=evaluation,
+            device=ctx.device,
+            total_s=time.perf_counter() - t0,
+            command=command,
+        )
+        return (results, *write_outputs(results, run_dir))
+
+    out = _on_main(main, evaluate_and_report)
+    if not main:
+        return ExperimentOutcome(None, run_dir, None, None, {})
+    results, results_path, report_path, figures = out
+    outcome = ExperimentOutcome(results, run_dir, results_path, report_path, figures)
+    print_summary(results, outcome)
+    return outcome
