@@ -135,7 +135,7 @@ def _generate(
     record = {"dataset": name, **asdict(config), "resolution": list(config.resolution)}
 
     if target.exists():
-        previous = _read_record(target)
+        previous = read_generation_record(target)
         if previous == record and not overwrite:
             on_snapshots(_total_snapshots(config))
             return target
@@ -255,8 +255,10 @@ def _drain(queue: Queue, bars: dict[str, tqdm]) -> None:
         bars[name].update(n)
 
 
-def _read_record(folder: Path) -> dict | None:
-    path = folder / GENERATION_RECORD
+def read_generation_record(folder: str | Path) -> dict | None:
+    """The request that generated the dataset in `folder`, or None if physok did not make it
+    (e.g. a real Well copy) or the record is unreadable."""
+    path = Path(folder) / GENERATION_RECORD
     if not path.exists():
         return None
     try:

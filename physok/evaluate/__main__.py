@@ -10,8 +10,10 @@ Exit status (as `python -m physok.train`): 0 done, 2 bad options, data or checkp
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 2, 130
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="bf16 autocast on CUDA (default: on)",
+        help="bf16 autocast on CUDA (default: off; metrics of bf16 predictions carry its rounding)",
     )
     p.add_argument("--out", help="write the result as JSON to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -84,6 +86,15 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
 
 
+def _check_writable(path: Path) -> None:
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a directory; give a file name like eval.json")
+    folder.mkdir(parents=True, exist_ok=True)  # OSError (e.g. permission) maps to exit 2
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {path}: folder {folder} is not writable")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -91,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from physok.evaluate.report import format_table, write_json
 
         cfg = config_from_args(args)
+        if args.out:
+            _check_writable(Path(args.out))  # before the evaluation, not after it
         result = evaluate_checkpoint(
             args.checkpoint,
             args.data_dir,
@@ -104,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json(args.out, result)
     except ValueError as e:  # EvalConfigError, DataError, CheckpointError
         _error(str(e))
+        return EXIT_CONFIG
+    except OSError as e:  # an unreadable file, a full disk, an unwritable --out
+        _error(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
         return EXIT_CONFIG
     except KeyboardInterrupt:
         _error("interrupted")

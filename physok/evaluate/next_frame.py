@@ -33,16 +33,16 @@ from physok.data.loaders import collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.evaluate.config import EvalConfig, autocast
 from physok.evaluate.report import json_number
-from physok.metrics.neps import RANGES, neps_from_powers, shell_powers, the_well_nmse_per_bin
+from physok.metrics.neps import RANGES, ensemble_neps, shell_powers, the_well_nmse_per_bin
 from physok.metrics.vrmse import vrmse
 from physok.ops.rms_normalise import rms_normalise
 
 __all__ = [
     "draw_subsets",
-    "ensemble_neps",
     "evaluate_next_frame",
     "mean_std",
     "next_frame_metrics",
+    "window_loader",
 ]
 
 
@@ -59,14 +59,26 @@ def draw_subsets(n_windows: int, subsets: int, subset_size: int, seed: int) -> l
 
 
 def mean_std(values: list[float]) -> dict[str, float | None]:
-    """{"mean", "std"} over subsets: the sample standard deviation (None for one subset);
-    NaN subsets (a metric undefined on all of their windows) are left out, None if all are.
-    Infinite values (a diverged model) make the result None (JSON has no Inf)."""
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
+    """{"mean", "std"} over subsets: the sample standard deviation (None for one subset).
+
+    Any NaN or Inf subset value (a diverged prediction, or a metric the truth leaves undefined)
+    makes both None: a mean over the remaining subsets would hide it (and JSON has no NaN).
+    """
+    if not values or not all(math.isfinite(v) for v in values):
         return {"mean": None, "std": None}
-    std = json_number(np.std(finite, ddof=1)) if len(finite) > 1 else None
-    return {"mean": json_number(np.mean(finite)), "std": std}
+    std = json_number(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {"mean": json_number(np.mean(values)), "std": std}
+
+
+def window_loader(dataset: WellWindowDataset, indices: list[int], cfg: EvalConfig) -> DataLoader:
+    """Batches of the windows `indices`, in that order (cfg.batch_size, cfg.num_workers)."""
+    return DataLoader(
+        Subset(dataset, indices),
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_windows,
+    )
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -109,12 +121,6 @@ def next_frame_metrics(
         "shell_true": tru.cpu(),
         "persistence_shell_err": persist_err.cpu(),
     }
-
-
-def ensemble_neps(err: torch.Tensor, tru: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """NEPS low/mid/high (3,) of a set of windows from its per-field shell power sums (C, S):
-    per field from the summed spectra, then the mean over fields (undefined ones left out)."""
-    return neps_from_powers(err, tru, grid).nanmean(dim=0)
 
 
 def evaluate_next_frame(
@@ -163,8 +169,8 @@ def evaluate_next_frame(
     )
 
     def over_subsets(values: torch.Tensor) -> dict[str, float | None]:
-        # NaN windows (NEPS undefined in a range) are left out of their subset's mean.
-        return mean_std([float(values[r].double().nanmean()) for r in subset_rows])
+        # a NaN window (a diverged prediction) makes its subset, and the result, None
+        return mean_std([float(values[r].double().mean()) for r in subset_rows])
 
     names = list(dataset.channel_names)
     field_means = per_window["vrmse_field"].double().mean(dim=0)
@@ -199,13 +205,7 @@ def _evaluate_windows(
     """Per-window metrics of `indices`, in that order, and per subset the shell power sums
     (subsets, C, S) of its windows ({"shell_err", "shell_true", "persistence"}; `membership`:
     (len(indices), subsets) 0/1). Eval mode, restored afterwards."""
-    loader = DataLoader(
-        Subset(dataset, indices),
-        batch_size=cfg.batch_size,
-        shuffle=False,
-        num_workers=cfg.num_workers,
-        collate_fn=collate_windows,
-    )
+    loader = window_loader(dataset, indices, cfg)
     was_training = model.training
     model.eval()
     parts: list[dict[str, torch.Tensor]] = []

@@ -22,14 +22,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from physok.data.errors import DataError
-from physok.data.loaders import collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
 from physok.evaluate.config import EvalConfig, autocast
+from physok.evaluate.next_frame import window_loader
 from physok.evaluate.report import json_number
 from physok.metrics.vrmse import vrmse
 from physok.ops.rms_normalise import rms_normalise
@@ -140,8 +139,11 @@ def rollout_vrmse(
 
 def persistence_vrmse(fields: torch.Tensor, context_frames: int, steps: int) -> torch.Tensor:
     """VRMSE (B, steps, C) of persistence, the reference forecast that repeats the last
-    context frame, against the `steps` frames after the context of `fields`."""
+    context frame, against the `steps` frames after the context of `fields` (in the context's
+    RMS units, as `rollout_vrmse`)."""
     fields = fields[:, : context_frames + steps].float()
+    _, rms = rms_normalise(fields[:, :context_frames])
+    fields = fields / rms[:, None, :, None, None]
     truth = fields[:, context_frames:]
     last = fields[:, context_frames - 1 : context_frames].expand_as(truth)
     return vrmse(last, truth, reduce="none").cpu()
@@ -177,13 +179,7 @@ def evaluate_rollout(
             f"split {dataset.split} of {dataset.dataset_name} has {len(indices)} windows of "
             f"{dataset.window} frames, fewer than rollout_windows {cfg.rollout_windows}: all used"
         )
-    loader = DataLoader(
-        Subset(dataset, indices),
-        batch_size=cfg.batch_size,
-        shuffle=False,
-        num_workers=cfg.num_workers,
-        collate_fn=collate_windows,
-    )
+    loader = window_loader(dataset, indices, cfg)
     was_training = model.training
     model.eval()
     total = torch.zeros(steps, dtype=torch.float64)

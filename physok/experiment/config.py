@@ -218,6 +218,13 @@ class ExperimentConfig:
             )
         if self.cost_steps < 1:
             raise ConfigError(f"cost_steps must be >= 1, got {self.cost_steps}")
+        for stage in ("tokeniser", "rollout"):
+            nested = [k for k in getattr(self, stage) if k.startswith("model.")]
+            if nested:
+                raise ConfigError(
+                    f"--set {stage}.{nested[0]}: the tokeniser architecture must be the same in "
+                    f"both stages; set it once with --set {nested[0]}"
+                )
         if self.generate_data:
             try:
                 self.generation().validate()
@@ -233,6 +240,20 @@ class ExperimentConfig:
             self.eval_config().validate()
         except ValueError as e:
             raise ConfigError(f"evaluation: {e}") from None
+        self._check_trajectory_length()
+
+    def _check_trajectory_length(self) -> None:
+        """Generated trajectories must hold a rollout evaluation window (checked before any
+        training, not after it)."""
+        rollout = self.rollout_config(self.conditions[0])
+        needed = rollout.input_frames + self.eval_config().rollout_steps
+        if self.generate_data and self.trajectory_steps < max(needed, rollout.window):
+            raise ConfigError(
+                f"trajectory_steps={self.trajectory_steps}: the evaluation rolls out "
+                f"{self.eval_config().rollout_steps} steps from {rollout.input_frames} context "
+                f"frames, so trajectories need at least {needed} snapshots; --set "
+                f"trajectory_steps={needed} or a smaller --set evaluation.rollout_steps"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))

@@ -198,6 +198,8 @@ def _spread_test(results: dict, a: str, b: str) -> tuple[bool | None, float | No
     vb, sb = _vrmse(results, b)
     if va is None or vb is None or sa is None or sb is None:
         return None, None
+    if sa == 0 and sb == 0:  # every subset was the whole split: no spread to compare with
+        return None, None
     threshold = 2.0 * math.sqrt(sa * sa + sb * sb)
     return abs(va - vb) > threshold, threshold
 
@@ -356,15 +358,13 @@ def _context_paragraph(results: dict) -> str | None:
         recon = _num(np.mean([v for v in tok.values() if v is not None]))
         text += (
             f" The in-domain tokeniser reconstructs validation windows at VRMSE "
-            f"{fmt_metric(recon)} after its pretraining: every prediction is decoded by a "
-            "tokeniser, so this error bounds what decoding can reproduce until rollout "
-            "training improves the decoder."
+            f"{fmt_metric(recon)} after its pretraining; every prediction passes through a "
+            "tokeniser's decoder, which rollout training goes on to train."
         )
     if not beat:
         text += (
-            " With persistence ahead of every condition, this run measures the early-training "
-            "regime, where the tokeniser is the bottleneck and what pretraining buys is a head "
-            "start on it; the paper's numbers come from 10,500 steps and more."
+            " With persistence ahead of every condition, the models here are still early in "
+            "training; the paper's numbers come from 10,500 rollout steps and more."
         )
     return text
 
@@ -406,7 +406,10 @@ def _answer_paragraphs(results: dict, comp: dict) -> list[str]:
         )
         exceeds = ans["difference_exceeds_subset_spread"]
         if exceeds is None:
-            text += " The subset spread is not recorded, so its significance is unknown."
+            text += (
+                " There is no subset spread to compare with (not recorded, or every subset"
+                " was the whole split), so its significance is unknown."
+            )
         else:
             text += (
                 f" The difference {'exceeds' if exceeds else 'does not exceed'} the spread "

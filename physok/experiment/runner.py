@@ -18,7 +18,8 @@ experiment's folder first and redoes every stage (generated data is kept when it
 match). Settings that differ from the folder's recorded ones are an error, never a silent mix.
 
 Under torchrun every rank runs the training stages (DDP for the tokeniser, FSDP for the rollout
-model); rank 0 alone generates data, evaluates and writes the outputs, the others wait.
+model); rank 0 alone generates data (the others wait), and after training every rank leaves the
+process group and rank 0 evaluates and writes the outputs on its own.
 """
 
 from __future__ import annotations
@@ -94,35 +95,41 @@ def _clean_floats(value: Any) -> Any:
     return value
 
 
+PATH_KEYS = ("data_dir", "run_dir", "tokeniser_checkpoint")
+
+
+def _same(key: str, a: Any, b: Any) -> bool:
+    if key in PATH_KEYS and isinstance(a, str) and isinstance(b, str):
+        return os.path.abspath(a) == os.path.abspath(b)  # "data", "./data", "/abs/data"
+    return a == b
+
+
 def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Keys whose values differ, ignoring runtime-only keys and path spellings."""
     keys = sorted((set(saved) | set(wanted)) - set(RUNTIME_KEYS))
-    return [k for k in keys if saved.get(k) != wanted.get(k)]
+    return [k for k in keys if not _same(k, saved.get(k), wanted.get(k))]
 
 
 # ---- the experiment folder ----------------------------------------------------------------------
 def claim_run_dir(cfg: ExperimentConfig, *, force: bool) -> Path:
-    """Create (or with `force`, recreate) the experiment folder and record its settings; a
-    folder recorded with other settings is an error naming the differing keys."""
+    """Create the experiment folder; with `force`, delete it first, but only if it is an
+    experiment folder (it holds experiment.json), never an arbitrary directory."""
     run_dir = cfg.run_dir
-    record = run_dir / EXPERIMENT_FILE
     if force and run_dir.exists():
-        shutil.rmtree(run_dir)
-    wanted = cfg.to_dict()
-    if record.exists():
-        try:
-            saved = json.loads(record.read_text())
-        except json.JSONDecodeError as e:
+        if not (run_dir / EXPERIMENT_FILE).exists() and any(run_dir.iterdir()):
             raise ConfigError(
-                f"{record} is not valid JSON ({e}); pass --force to redo the experiment"
-            ) from None
-        diff = _differences(saved, wanted)
-        if diff:
-            raise ConfigError(
-                f"{run_dir} holds an experiment made with other settings (differing: "
-                f"{', '.join(diff)}); pass --force to redo it there, or --name NEW to keep it"
+                f"--force: {run_dir} is not a physok experiment folder (no {EXPERIMENT_FILE}); "
+                "it is left alone: choose another --name or --runs-dir"
             )
-    _write_json_atomic(record, wanted)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def record_settings(cfg: ExperimentConfig) -> None:
+    """Write the settings of this invocation to experiment.json (a record for people and for
+    --force's safety check; reuse decisions are made per stage, from each run's own config)."""
+    _write_json_atomic(cfg.run_dir / EXPERIMENT_FILE, cfg.to_dict())
 
 
 # ---- 1. data ----------------------------------------------------------------------------------
@@ -133,7 +140,11 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     base = Path(cfg.data_dir)
     if cfg.generate_data:
-        from physok.data.generate import generate_datasets
+        from physok.data.generate import (
+            GENERATION_RECORD,
+            generate_datasets,
+            read_generation_record,
+        )
 
         def generate(overwrite: bool) -> None:
             generate_datasets(
@@ -145,6 +156,17 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
                 jobs=min(len(names), os.cpu_count() or 1),
             )
 
+        # A folder physok did not generate (a real Well copy under --data-dir by mistake) is
+        # never replaced, not even with --force.
+        foreign = [
+            n for n in names if (base / n).exists() and read_generation_record(base / n) is None
+        ]
+        if foreign:
+            raise DataError(
+                f"--data-dir {base}: {foreign} hold data that physok did not generate (no "
+                f"{GENERATION_RECORD}); to run on a real copy of The Well pass "
+                "--well-base-path instead, or choose another --data-dir for generated data"
+            )
         try:
             generate(overwrite=False)  # reuses datasets generated with these settings
         except DataError as e:
@@ -152,8 +174,9 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
                 raise
             if not force:
                 raise DataError(
-                    f"{e}. The experiment reuses generated data only when made with its "
-                    "settings: pass --force to regenerate, or another --data-dir"
+                    f"--data-dir {base} holds datasets generated with other settings than this "
+                    "experiment's (resolution, trajectories, trajectory_steps, seed): pass "
+                    "--force to regenerate them, or choose another --data-dir"
                 ) from None
             generate(overwrite=True)
     else:
@@ -162,7 +185,8 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
             raise DataError(
                 f"--well-base-path {base}: no dataset folder for {missing} (expected "
                 f"{base}/<name>/data/{{train,valid}}/*.hdf5); download them from The Well "
-                "(`the-well-download --base-path PATH --dataset NAME`) or fix the path"
+                "(`the-well-download --base-path B --dataset NAME` puts them in B/datasets, "
+                "the folder to pass) or fix the path"
             )
     return {
         "generated": cfg.generate_data,
@@ -186,7 +210,7 @@ def stage_is_finished(run_dir: Path, wanted: dict[str, Any], kind: str) -> bool:
     if diff:
         raise ConfigError(
             f"{run_dir}: its run was made with other settings (differing: {', '.join(diff)}); "
-            "pass --force to redo the experiment"
+            "pass --force to redo the experiment, or --name NEW to keep this one"
         )
     return int(meta["step"]) >= int(wanted["steps"])
 
@@ -301,10 +325,13 @@ def evaluate_condition(cfg: ExperimentConfig, name: str, *, force: bool) -> dict
     if latest is None:
         raise ConfigError(f"{run_dir} holds no checkpoint to evaluate; rerun the experiment")
     eval_cfg = cfg.eval_config()
+    meta = ckpt_io.read_checkpoint_config(latest)
     key = {
         "version": EVAL_CACHE_VERSION,
         "checkpoint": str(latest),
-        "step": int(ckpt_io.read_checkpoint_config(latest)["step"]),
+        "step": int(meta["step"]),
+        # the weights themselves: a retrained run can reach the same path and step
+        "weights_sha256": {k: v.get("sha256") for k, v in sorted(meta["files"].items())},
         "dataset": cfg.downstream,
         "eval_config": eval_cfg.to_dict(),
     }
@@ -331,7 +358,7 @@ def evaluate_condition(cfg: ExperimentConfig, name: str, *, force: bool) -> dict
 
 
 # ---- 5. outputs -------------------------------------------------------------------------------
-def environment(device: torch.device) -> dict[str, Any]:
+def environment(device: torch.device, world_size: int) -> dict[str, Any]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
@@ -341,7 +368,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device_name": name,
         "torch": torch.__version__,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
-        "world_size": dist_utils.get_world_size(),
+        "world_size": world_size,
         "python": platform.python_version(),
     }
 
@@ -354,6 +381,7 @@ def assemble_results(
     training: dict[str, Any],
     evaluation: dict[str, Any],
     device: torch.device,
+    world_size: int,
     total_s: float,
     command: str | None,
 ) -> dict[str, Any]:
@@ -382,7 +410,7 @@ def assemble_results(
         "preset": cfg.preset,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "physok_version": __version__,
-        "environment": environment(device),
+        "environment": environment(device, world_size),
         "config": config,
         "downstream_dataset": cfg.downstream,
         "cost_steps": cfg.cost_steps,
@@ -485,29 +513,32 @@ def run_experiment(
     _on_main(main, lambda: claim_run_dir(cfg, force=force))
     _say(f"==> data: {', '.join(cfg.datasets_needed())} in {cfg.data_dir}", main)
     data = _on_main(main, lambda: prepare_data(cfg, force=force))
-    data = dist_utils.broadcast_object(data)
+    if main:
+        record_settings(cfg)
     tokenisers = pretrain_tokenisers(cfg, main=main)
     training = train_conditions(cfg, main=main)
-
-    def evaluate_and_report() -> tuple[dict[str, Any], Path, Path, dict[str, str]]:
-        _say("\n==> evaluation: next-frame subsets and 18-step rollouts")
-        evaluation = {name: evaluate_condition(cfg, name, force=force) for name in cfg.conditions}
-        results = assemble_results(
-            cfg,
-            data=data,
-            tokenisers=tokenisers,
-            training=training,
-            evaluation=evaluation,
-            device=ctx.device,
-            total_s=time.perf_counter() - t0,
-            command=command,
-        )
-        return (results, *write_outputs(results, run_dir))
-
-    out = _on_main(main, evaluate_and_report)
+    world_size = dist_utils.get_world_size()
+    # Training is over: every rank leaves the process group here and rank 0 evaluates alone.
+    # Waiting ranks would otherwise sit in a collective for the whole evaluation, which at
+    # paper scale outlasts the process group's timeout.
+    dist_utils.barrier()
+    dist_utils.teardown(sync=False)
     if not main:
         return ExperimentOutcome(None, run_dir, None, None, {})
-    results, results_path, report_path, figures = out
+    _say("\n==> evaluation: next-frame subsets and 18-step rollouts")
+    evaluation = {name: evaluate_condition(cfg, name, force=force) for name in cfg.conditions}
+    results = assemble_results(
+        cfg,
+        data=data,
+        tokenisers=tokenisers,
+        training=training,
+        evaluation=evaluation,
+        device=ctx.device,
+        world_size=world_size,
+        total_s=time.perf_counter() - t0,
+        command=command,
+    )
+    results_path, report_path, figures = write_outputs(results, run_dir)
     outcome = ExperimentOutcome(results, run_dir, results_path, report_path, figures)
     print_summary(results, outcome)
     return outcome

@@ -29,9 +29,10 @@ are heavy-tailed, since a sample whose truth holds almost no power in a shell (a
 a region before a shock forms) gives a ratio of 1e3-1e6 there. Measured on the fast
 experiment's 32² Euler validation windows, the high-range mean over windows was ~1e6-1e7
 while its median was ~10. physok's evaluation therefore averages the *spectra* over the
-samples first (ensemble power spectra, in RMS-normalised units so every sample weighs alike)
-and takes the ratio per shell of those: still P_err(k) / P_true(k) per field, then the range
-mean over shells and the mean over fields, as the paper aggregates.
+samples first (ensemble power spectra, `ensemble_neps`; physok sums them in units of each
+window's context RMS per field, so a window weighs by its normalised power, not by its
+physical magnitude) and takes the ratio per shell of those: still P_err(k) / P_true(k) per
+field, then the range mean over shells and the mean over fields, as the paper aggregates.
 
 Both are invariant to rescaling a sample's field (prediction and truth alike), like VRMSE, so
 they can be computed in RMS-normalised units. NEPS is 0 for a perfect prediction and exactly 1
@@ -122,25 +123,55 @@ def shell_powers(
     return _binned_powers(pred, true, shell_edges(tuple(true.shape[-2:])), backend)
 
 
+def _defined_shells(tru: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """Shells where NEPS is defined, decided by the truth alone: modes exist and the true power
+    is positive (NaN in a prediction must show as NaN, not as an undefined shell)."""
+    counts = bin_mode_counts(tuple(shape), shell_edges(tuple(shape))).to(tru.device)
+    return (counts > 0) & (tru > 0)
+
+
 def neps_per_shell_from_powers(
     err: torch.Tensor, tru: torch.Tensor, shape: tuple[int, int]
 ) -> torch.Tensor:
     """NEPS(k) (..., n_shells) from per-shell power sums of an (X, Y) grid; NaN where a shell
-    has no modes or no true power."""
-    counts = bin_mode_counts(tuple(shape), shell_edges(tuple(shape))).to(err.device)
-    undefined = (counts == 0) | ~(tru > 0)
-    ratio = err / torch.where(undefined, torch.ones_like(tru), tru)
-    return torch.where(undefined, torch.full_like(ratio, math.nan), ratio)
+    has no modes or no true power (and wherever the error power is NaN)."""
+    defined = _defined_shells(tru, shape)
+    ratio = err / torch.where(defined, tru, torch.ones_like(tru))
+    return torch.where(defined, ratio, torch.full_like(ratio, math.nan))
+
+
+def _range_means(
+    values: torch.Tensor, defined: torch.Tensor, shape: tuple[int, int]
+) -> torch.Tensor:
+    """Mean of `values` (..., S) over each range's defined shells: (..., 3); NaN for a range
+    without defined shells, and NaN propagates from the values."""
+    ranges = shell_ranges(tuple(shape)).to(values.device)
+    out = []
+    for r in range(len(RANGES)):
+        m = defined[..., ranges == r]
+        v = torch.where(m, values[..., ranges == r], torch.zeros_like(values[..., ranges == r]))
+        out.append(v.sum(-1) / m.sum(-1))  # 0 / 0 = NaN when the range has no defined shell
+    return torch.stack(out, dim=-1)
 
 
 def neps_from_powers(err: torch.Tensor, tru: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """NEPS per range (..., 3) from per-shell power sums (`shell_powers`) of an (X, Y) grid:
-    the mean of NEPS(k) over each range's shells (undefined shells left out)."""
-    per_shell = neps_per_shell_from_powers(err, tru, shape)
-    ranges = shell_ranges(tuple(shape)).to(per_shell.device)
-    return torch.stack(
-        [torch.nanmean(per_shell[..., ranges == r], dim=-1) for r in range(len(RANGES))], dim=-1
-    )
+    the mean of NEPS(k) over each range's shells (shells the truth leaves undefined are left
+    out; a NaN error power, e.g. from a diverged prediction, makes its range NaN)."""
+    defined = _defined_shells(tru, shape)
+    return _range_means(neps_per_shell_from_powers(err, tru, shape), defined, shape)
+
+
+def ensemble_neps(err: torch.Tensor, tru: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """NEPS low/mid/high (..., 3) of a set of samples from its per-field shell power sums
+    (..., C, S), summed over the samples: per field from the summed spectra, then the mean over
+    the fields whose truth defines the range (NaN propagates from the error powers)."""
+    per_field = neps_from_powers(err, tru, shape)  # (..., C, 3)
+    defined = _defined_shells(tru, shape)
+    ranges = shell_ranges(tuple(shape)).to(tru.device)
+    has = torch.stack([defined[..., ranges == r].any(-1) for r in range(len(RANGES))], -1)
+    v = torch.where(has, per_field, torch.zeros_like(per_field))
+    return v.sum(-2) / has.sum(-2)
 
 
 def neps_per_shell(

@@ -295,6 +295,34 @@ def _print_summary(title: str, result: Any) -> None:
     sys.stdout.flush()
 
 
+def _run_mapped(
+    work: Callable[[], Any], *, training_hint: str, interrupted_hint: str
+) -> tuple[int, Any, bool]:
+    """Run `work()`, map failures to exit codes with a message on stderr, leave the process
+    group. Returns (exit code, result, whether this process is rank 0)."""
+    from physok.train import distributed as dist_utils
+    from physok.train.common import TrainingError
+    from physok.train.distributed import DistributedError
+
+    ok = False
+    try:
+        result = work()
+        is_main = dist_utils.get_rank() == 0  # before teardown, which forgets the rank
+        ok = True
+    except TrainingError as e:
+        _error(f"training stopped: {e}{training_hint}")
+        return EXIT_TRAINING, None, False
+    except (ValueError, DistributedError) as e:  # DataError, ConfigError, CheckpointError, ...
+        _error(str(e))
+        return EXIT_CONFIG, None, False
+    except KeyboardInterrupt:
+        _error(f"interrupted; {interrupted_hint}")
+        return EXIT_INTERRUPTED, None, False
+    finally:
+        dist_utils.teardown(sync=ok)
+    return EXIT_OK, result, is_main
+
+
 def _run_stage(
     args: argparse.Namespace,
     title: str,
@@ -302,30 +330,14 @@ def _run_stage(
     train: Callable[..., Any],
 ) -> int:
     """Build the config, train, map failures to exit codes, print the summary on rank 0."""
-    from physok.train import distributed as dist_utils
-    from physok.train.common import TrainingError
-    from physok.train.distributed import DistributedError
-
-    ok = False
-    try:
-        cfg = config_from_args(args)
-        result = train(cfg, resume=args.resume)
-        is_main = dist_utils.get_rank() == 0
-        ok = True
-    except TrainingError as e:
-        _error(f"training stopped: {e}")
-        return EXIT_TRAINING
-    except (ValueError, DistributedError) as e:  # DataError, ConfigError, CheckpointError, ...
-        _error(str(e))
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        _error("interrupted; continue with --resume (from the last checkpoint)")
-        return EXIT_INTERRUPTED
-    finally:
-        dist_utils.teardown(sync=ok)
-    if is_main:
+    code, result, is_main = _run_mapped(
+        lambda: train(config_from_args(args), resume=args.resume),
+        training_hint="",
+        interrupted_hint="continue with --resume (from the last checkpoint)",
+    )
+    if code == EXIT_OK and is_main:
         _print_summary(title, result)
-    return EXIT_OK
+    return code
 
 
 def _run_tokeniser(args: argparse.Namespace) -> int:
@@ -387,28 +399,22 @@ def experiment_config_from_args(args: argparse.Namespace):  # -> ExperimentConfi
 def _run_experiment(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """The whole experiment; failures map to the stages' exit codes."""
     from physok.experiment.runner import run_experiment
-    from physok.train import distributed as dist_utils
-    from physok.train.common import TrainingError
-    from physok.train.distributed import DistributedError
 
-    command = "python -m physok.train " + " ".join(sys.argv[1:] if argv is None else argv)
-    ok = False
-    try:
-        cfg = experiment_config_from_args(args)
-        run_experiment(cfg, force=args.force, command=command)
-        ok = True
-    except TrainingError as e:
-        _error(f"training stopped: {e}; rerun the same command to continue from checkpoints")
-        return EXIT_TRAINING
-    except (ValueError, DistributedError) as e:  # DataError, ConfigError, CheckpointError, ...
-        _error(str(e))
-        return EXIT_CONFIG
-    except KeyboardInterrupt:
-        _error("interrupted; rerun the same command to continue (finished stages are reused)")
-        return EXIT_INTERRUPTED
-    finally:
-        dist_utils.teardown(sync=ok)
-    return EXIT_OK
+    import shlex
+
+    args_list = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--force"]
+    command = "python -m physok.train " + shlex.join(args_list)
+    code, _, _ = _run_mapped(
+        lambda: run_experiment(
+            experiment_config_from_args(args), force=args.force, command=command
+        ),
+        training_hint=(
+            "; the finished stages and the last good checkpoint are kept: change the setting "
+            "(e.g. --set rollout.lr=...) under a new --name, or investigate the data"
+        ),
+        interrupted_hint="rerun the same command to continue (finished stages are reused)",
+    )
+    return code
 
 
 def _uses_experiment_options(args: argparse.Namespace) -> bool:

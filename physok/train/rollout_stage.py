@@ -50,7 +50,7 @@ from physok import checkpoint as ckpt_io
 from physok.data.loaders import LOADER_KINDS, BatchLoader, collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
-from physok.metrics.neps import RANGES, neps_from_powers, shell_edges, shell_powers
+from physok.metrics.neps import RANGES, ensemble_neps, shell_edges, shell_powers
 from physok.metrics.vrmse import vrmse
 from physok.models.processor import Processor, ProcessorConfig
 from physok.models.rollout_model import CHECKPOINT_KIND, RolloutModel, RolloutModelConfig
@@ -768,7 +768,7 @@ def validate(stage: Stage) -> dict[str, dict[str, float]]:
         n = totals[2].clamp_min(1)
         out["mae"][ds.dataset_name] = float(totals[0] / n)
         out["vrmse"][ds.dataset_name] = float(totals[1] / n)
-        neps = neps_from_powers(spectra[0], spectra[1], tuple(ds.grid_shape)).nanmean(dim=0)
+        neps = ensemble_neps(spectra[0], spectra[1], tuple(ds.grid_shape))
         for r, value in zip(RANGES, neps.tolist(), strict=True):
             out[f"neps_{r}"][ds.dataset_name] = value
     model.train(was_training)

@@ -17,7 +17,7 @@ def test_presets() -> None:
     for cfg in (fast, paper):
         assert cfg.split == "valid" and cfg.rollout_steps == 18 and cfg.seed == 0
         assert cfg.horizons == ((1, 2), (3, 6), (7, 18))
-        assert cfg.device == "auto" and cfg.amp is True
+        assert cfg.device == "auto" and cfg.amp is False
     assert EvalConfig.preset_named("paper", subsets=3).subsets == 3
     with pytest.raises(EvalConfigError, match="--config 'huge'"):
         EvalConfig.preset_named("huge")

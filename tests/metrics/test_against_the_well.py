@@ -64,8 +64,8 @@ def _smooth_noise(like: torch.Tensor, rel: float, seed: int) -> torch.Tensor:
     """Smooth (red-spectrum) random noise with `rel` times each field's spatial std.
 
     Its amplitude falls as 1 / (1 + (|k| / 0.5)²) but stays non-zero in every bin: a bin whose
-    error is at float32 round-off level has no meaningful ratio (physok transforms pred and true
-    separately, the_well their difference, so their round-off differs).
+    error is at float32 round-off level has no meaningful ratio (physok's and the_well's FFTs
+    and bin sums round differently).
     """
     g = torch.Generator().manual_seed(seed)
     x, y = like.shape[-2:]

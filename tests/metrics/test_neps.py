@@ -253,3 +253,27 @@ def test_bad_inputs_name_the_shapes() -> None:
                 fn(torch.zeros(3, *shape), torch.zeros(3, *shape))
         with pytest.raises(ValueError, match="at least 2x2"):
             shell_edges(shape)
+
+
+def test_nan_predictions_show_as_nan_not_as_undefined_shells() -> None:
+    # A diverged prediction (NaN in one field) must not vanish from the ensemble NEPS; shells
+    # the truth leaves undefined (no power) are still left out.
+    from physok.metrics.neps import ensemble_neps, neps_from_powers, shell_powers
+
+    g = torch.Generator().manual_seed(0)
+    true = torch.randn(4, 3, 16, 16, generator=g)
+    pred = true + 0.1 * torch.randn(true.shape, generator=g)
+    err, tru = shell_powers(pred, true)
+    finite = ensemble_neps(err.sum(0), tru.sum(0), (16, 16))
+    assert torch.isfinite(finite).all()
+    pred[2, 1, 5, 5] = float("nan")
+    err, tru = shell_powers(pred, true)
+    assert torch.isnan(neps_from_powers(err, tru, (16, 16))[2, 1]).all()
+    assert torch.isnan(ensemble_neps(err.sum(0), tru.sum(0), (16, 16))).all()
+    # a field whose truth is constant defines no shell: left out, not NaN
+    true[:, 2] = 3.0
+    pred = true + 0.1 * torch.randn(true.shape, generator=g)
+    err, tru = shell_powers(pred, true)
+    both = ensemble_neps(err.sum(0), tru.sum(0), (16, 16))
+    first_two = ensemble_neps(err.sum(0)[:2], tru.sum(0)[:2], (16, 16))
+    torch.testing.assert_close(both, first_two)
