@@ -398,9 +398,9 @@ def experiment_config_from_args(args: argparse.Namespace):  # -> ExperimentConfi
 
 def _run_experiment(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     """The whole experiment; failures map to the stages' exit codes."""
-    from physok.experiment.runner import run_experiment
-
     import shlex
+
+    from physok.experiment.runner import run_experiment
 
     args_list = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--force"]
     command = "python -m physok.train " + shlex.join(args_list)
