@@ -151,6 +151,13 @@ def plot_validation_curves(results: dict, path: Path) -> Path:
         ax.set_xlabel("rollout-training step")
         ax.set_ylabel("VRMSE" if key == "val_vrmse" else "NEPS")
         ax.grid(True, which="both", alpha=0.3)
+    _shared_legend(fig, handles)
+    fig.suptitle(f"Validation during rollout training — {results.get('name', 'run')}")
+    return _save(fig, path)
+
+
+def _shared_legend(fig: Figure, handles: dict[str, Any]) -> None:
+    """One legend for all panels, below them (labels in first-drawn order)."""
     if handles:
         fig.legend(
             list(handles.values()),
@@ -159,8 +166,6 @@ def plot_validation_curves(results: dict, path: Path) -> Path:
             ncol=min(len(handles), 5),
             frameon=False,
         )
-    fig.suptitle(f"Validation during rollout training — {results.get('name', 'run')}")
-    return _save(fig, path)
 
 
 def plot_rollout_horizons(results: dict, path: Path) -> Path:
@@ -259,14 +264,7 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
     ax_line.grid(True, alpha=0.3)
     if not lines_drawn:
         _no_data(ax_line)
-    if handles:
-        fig.legend(
-            list(handles.values()),
-            list(handles.keys()),
-            loc="outside lower center",
-            ncol=min(len(handles), 5),
-            frameon=False,
-        )
+    _shared_legend(fig, handles)
     fig.suptitle(f"Long rollouts — {results.get('name', 'run')}")
     return _save(fig, path)
 
