@@ -87,10 +87,12 @@ def _error(message: str) -> None:
 
 
 def _check_writable(path: Path) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if path.is_dir():
         raise ValueError(f"--out {path} is a directory; give a file name like eval.json")
     folder.mkdir(parents=True, exist_ok=True)  # OSError (e.g. permission) maps to exit 2
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"--out {path} exists and is not writable")
     if not os.access(folder, os.W_OK):
         raise ValueError(f"--out {path}: folder {folder} is not writable")
 

@@ -221,9 +221,17 @@ def _evaluate_windows(
                 fields, idx = batch["fields"], batch["field_indices"]
                 part = next_frame_metrics(model, fields, idx, cfg)
                 weights = membership[start : start + fields.shape[0]]  # (B, subsets)
+                member = weights > 0  # (B, subsets)
                 for key, name in spectra.items():
-                    # per subset: the sum of its windows' spectra (subsets, C, S)
-                    s = torch.einsum("bj,bcs->jcs", weights, part.pop(key).double())
+                    # per subset: the sum of its own windows' spectra (subsets, C, S); masked,
+                    # not weighted, so a NaN window reaches only the subsets that hold it
+                    x = part.pop(key).double()
+                    s = torch.stack(
+                        [
+                            torch.where(member[:, j, None, None], x, 0.0).sum(0)
+                            for j in range(member.shape[1])
+                        ]
+                    )
                     sums[name] = s if name not in sums else sums[name] + s
                 parts.append(part)
                 start += fields.shape[0]

@@ -246,13 +246,14 @@ class ExperimentConfig:
         """Generated trajectories must hold a rollout evaluation window (checked before any
         training, not after it)."""
         rollout = self.rollout_config(self.conditions[0])
-        needed = rollout.input_frames + self.eval_config().rollout_steps
-        if self.generate_data and self.trajectory_steps < max(needed, rollout.window):
+        steps = self.eval_config().rollout_steps
+        needed = max(rollout.input_frames + steps, rollout.window)
+        if self.generate_data and self.trajectory_steps < needed:
             raise ConfigError(
-                f"trajectory_steps={self.trajectory_steps}: the evaluation rolls out "
-                f"{self.eval_config().rollout_steps} steps from {rollout.input_frames} context "
-                f"frames, so trajectories need at least {needed} snapshots; --set "
-                f"trajectory_steps={needed} or a smaller --set evaluation.rollout_steps"
+                f"trajectory_steps={self.trajectory_steps}: the evaluation rolls out {steps} "
+                f"steps from {rollout.input_frames} context frames and training reads windows "
+                f"of {rollout.window} frames, so trajectories need at least {needed} snapshots; "
+                f"--set trajectory_steps={needed} or a smaller --set evaluation.rollout_steps"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -54,7 +54,7 @@ EXPERIMENT_FILE = "experiment.json"
 EVAL_DIR = "eval"
 # Part of an evaluation's cache key: bump when physok's evaluation numbers change (metric
 # definitions, protocol), so a re-run does not reuse evaluations computed the old way.
-EVAL_CACHE_VERSION = 3
+EVAL_CACHE_VERSION = 4
 # Config keys that only change how a run executes, not what it computes: a difference in them
 # does not make a finished stage or a recorded experiment "different".
 RUNTIME_KEYS = ("progress", "device", "num_workers", "loader", "compile")
@@ -112,27 +112,53 @@ def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
 
 # ---- the experiment folder ----------------------------------------------------------------------
 def claim_run_dir(cfg: ExperimentConfig, *, force: bool) -> Path:
-    """Create the experiment folder; with `force`, delete it first, but only if it is an
-    experiment folder (it holds experiment.json), never an arbitrary directory."""
+    """Create the experiment folder (recording its settings in experiment.json) or take up an
+    existing one; with `force`, delete it first. A non-empty folder without experiment.json is
+    not an experiment folder: it is refused either way, never written into or deleted."""
     run_dir = cfg.run_dir
+    record = run_dir / EXPERIMENT_FILE
+    if run_dir.exists() and not record.exists() and any(run_dir.iterdir()):
+        raise ConfigError(
+            f"{run_dir} exists and is not a physok experiment folder (no {EXPERIMENT_FILE}); "
+            "it is left alone: choose another --name or --runs-dir"
+        )
     if force and run_dir.exists():
-        if not (run_dir / EXPERIMENT_FILE).exists() and any(run_dir.iterdir()):
-            raise ConfigError(
-                f"--force: {run_dir} is not a physok experiment folder (no {EXPERIMENT_FILE}); "
-                "it is left alone: choose another --name or --runs-dir"
-            )
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not record.exists():
+        record_settings(cfg)
     return run_dir
 
 
 def record_settings(cfg: ExperimentConfig) -> None:
-    """Write the settings of this invocation to experiment.json (a record for people and for
-    --force's safety check; reuse decisions are made per stage, from each run's own config)."""
+    """Write the settings to experiment.json: at creation (which marks the folder as physok's,
+    for --force), then after every successful training, so it describes what the folder holds
+    (reuse decisions are made per stage, from each run's own config)."""
     _write_json_atomic(cfg.run_dir / EXPERIMENT_FILE, cfg.to_dict())
 
 
 # ---- 1. data ----------------------------------------------------------------------------------
+def check_data_dir(cfg: ExperimentConfig) -> None:
+    """Refuse to generate into dataset folders physok did not make (a real Well copy under
+    --data-dir by mistake): they are never replaced, not even with --force."""
+    from physok.data.generate import GENERATION_RECORD, read_generation_record
+
+    if not cfg.generate_data:
+        return
+    base = Path(cfg.data_dir)
+    foreign = [
+        n
+        for n in cfg.datasets_needed()
+        if (base / n).exists() and read_generation_record(base / n) is None
+    ]
+    if foreign:
+        raise DataError(
+            f"--data-dir {base}: {', '.join(foreign)} hold data that physok did not generate "
+            f"(no {GENERATION_RECORD}); to run on a real copy of The Well pass --well-base-path "
+            "instead, or choose another --data-dir for generated data"
+        )
+
+
 def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
     """Generate the datasets the experiment reads, or check that a Well copy has them (rank 0
     only, under torchrun)."""
@@ -140,11 +166,7 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
     base = Path(cfg.data_dir)
     if cfg.generate_data:
-        from physok.data.generate import (
-            GENERATION_RECORD,
-            generate_datasets,
-            read_generation_record,
-        )
+        from physok.data.generate import generate_datasets
 
         def generate(overwrite: bool) -> None:
             generate_datasets(
@@ -156,17 +178,7 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
                 jobs=min(len(names), os.cpu_count() or 1),
             )
 
-        # A folder physok did not generate (a real Well copy under --data-dir by mistake) is
-        # never replaced, not even with --force.
-        foreign = [
-            n for n in names if (base / n).exists() and read_generation_record(base / n) is None
-        ]
-        if foreign:
-            raise DataError(
-                f"--data-dir {base}: {foreign} hold data that physok did not generate (no "
-                f"{GENERATION_RECORD}); to run on a real copy of The Well pass "
-                "--well-base-path instead, or choose another --data-dir for generated data"
-            )
+        check_data_dir(cfg)
         try:
             generate(overwrite=False)  # reuses datasets generated with these settings
         except DataError as e:
@@ -510,11 +522,10 @@ def run_experiment(
     ctx = dist_utils.init_distributed(cfg.device)
     main = ctx.is_main
     run_dir = cfg.run_dir
+    _on_main(main, lambda: check_data_dir(cfg))  # before --force deletes anything
     _on_main(main, lambda: claim_run_dir(cfg, force=force))
     _say(f"==> data: {', '.join(cfg.datasets_needed())} in {cfg.data_dir}", main)
     data = _on_main(main, lambda: prepare_data(cfg, force=force))
-    if main:
-        record_settings(cfg)
     tokenisers = pretrain_tokenisers(cfg, main=main)
     training = train_conditions(cfg, main=main)
     world_size = dist_utils.get_world_size()
@@ -525,6 +536,7 @@ def run_experiment(
     dist_utils.teardown(sync=False)
     if not main:
         return ExperimentOutcome(None, run_dir, None, None, {})
+    record_settings(cfg)  # every stage now holds a run made with these settings
     _say("\n==> evaluation: next-frame subsets and 18-step rollouts")
     evaluation = {name: evaluate_condition(cfg, name, force=force) for name in cfg.conditions}
     results = assemble_results(

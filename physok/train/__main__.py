@@ -307,13 +307,18 @@ def _run_mapped(
     ok = False
     try:
         result = work()
-        is_main = dist_utils.get_rank() == 0  # before teardown, which forgets the rank
+        # before the teardown below, which forgets the rank (the experiment tears down
+        # earlier itself; its caller does not use is_main)
+        is_main = dist_utils.get_rank() == 0
         ok = True
     except TrainingError as e:
         _error(f"training stopped: {e}{training_hint}")
         return EXIT_TRAINING, None, False
     except (ValueError, DistributedError) as e:  # DataError, ConfigError, CheckpointError, ...
         _error(str(e))
+        return EXIT_CONFIG, None, False
+    except OSError as e:  # a full disk, an unwritable folder: what was written is kept
+        _error(f"{e}; free space or fix the folder's permissions, then rerun")
         return EXIT_CONFIG, None, False
     except KeyboardInterrupt:
         _error(f"interrupted; {interrupted_hint}")
