@@ -7,15 +7,17 @@
 2. `pretrain_tokenisers`: the in-domain tokeniser (downstream dataset) and the out-of-domain
    one (the mixture), each a `physok.train.tokeniser_stage` run.
 3. `train_conditions`: one `physok.train.rollout_stage` run per condition, same budget and seed.
-4. `evaluate_conditions`: next-frame metrics over random validation subsets and 18-step rollouts
-   (`physok.evaluate`).
+4. `evaluate_condition` per condition: next-frame metrics over random validation subsets and
+   18-step rollouts (`physok.evaluate`), cached in eval/.
 5. `write_outputs`: `results.json` (every number), `report.md` and PNG figures.
 
 Everything lands in `runs_dir/name/`. A re-run reuses what is finished: a stage whose run is
 at its final step is not touched, an interrupted one resumes from its last checkpoint, and an
-evaluation is cached with the checkpoint and settings it used. `force=True` deletes the
-experiment's folder first and redoes every stage (generated data is kept when its settings
-match). Settings that differ from the folder's recorded ones are an error, never a silent mix.
+evaluation is cached with the checkpoint (and its weights' hashes) and the settings it used.
+`force=True` deletes the experiment's folder first and redoes every stage (generated data is
+kept when its settings match; a folder without experiment.json is never deleted, and dataset
+folders physok did not generate are never replaced). A stage whose run was made with other
+settings is an error naming the differing keys, never a silent mix.
 
 Under torchrun every rank runs the training stages (DDP for the tokeniser, FSDP for the rollout
 model); rank 0 alone generates data (the others wait), and after training every rank leaves the
@@ -293,13 +295,24 @@ def _rollout_curve(val_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"step": r["step"], **{k: r.get(f"{k}_mean") for k in keys}} for r in val_records]
 
 
-def train_conditions(cfg: ExperimentConfig, *, main: bool) -> dict[str, dict[str, Any]]:
-    """Rollout training under every condition (or reuse of finished runs)."""
+def train_conditions(
+    cfg: ExperimentConfig, *, main: bool, retrained: tuple[str, ...] = ()
+) -> dict[str, dict[str, Any]]:
+    """Rollout training under every condition (or reuse of finished runs). `retrained`: the
+    tokenisers trained by this invocation; a rollout run that already started from an earlier
+    version of one of them is stale and refused (its config still names the same path)."""
     from physok.train import rollout_stage
 
     out = {}
     for name in cfg.conditions:
         stage_cfg = cfg.rollout_config(name)
+        source = get_condition(name).tokeniser
+        if source in retrained and ckpt_io.latest_checkpoint(stage_cfg.run_dir) is not None:
+            raise ConfigError(
+                f"{stage_cfg.run_dir} was trained from an earlier {source} tokeniser than the one "
+                f"just trained in {cfg.tokeniser_run_dir(source)}; pass --force to redo the "
+                "experiment (or delete that rollout folder)"
+            )
         _say(f"\n==> rollout training, {get_condition(name).label} ({stage_cfg.steps} steps)", main)
         reused = _run_stage(rollout_stage.train, stage_cfg, rollout_stage.CHECKPOINT_KIND)
         if reused:
@@ -527,7 +540,8 @@ def run_experiment(
     _say(f"==> data: {', '.join(cfg.datasets_needed())} in {cfg.data_dir}", main)
     data = _on_main(main, lambda: prepare_data(cfg, force=force))
     tokenisers = pretrain_tokenisers(cfg, main=main)
-    training = train_conditions(cfg, main=main)
+    retrained = tuple(k for k, t in tokenisers.items() if not t["reused"])
+    training = train_conditions(cfg, main=main, retrained=retrained)
     world_size = dist_utils.get_world_size()
     # Training is over: every rank leaves the process group here and rank 0 evaluates alone.
     # Waiting ranks would otherwise sit in a collective for the whole evaluation, which at

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -230,3 +231,14 @@ def test_torchrun_two_ranks_run_the_whole_experiment(tmp_path: Path) -> None:
         assert state["data"]["world_size"] == 2 and len(state["rng"]) == 2, stage
     assert output.count("experiment mini finished") == 1  # rank 0 alone reports
     assert proc.returncode == 0 or _ABORT.search(output), output
+
+
+def test_a_retrained_tokeniser_makes_dependent_rollouts_stale(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = _argv(tmp_path, "--conditions", "no_pretraining,in_domain_frozen")
+    assert main(argv) == 0
+    shutil.rmtree(tmp_path / "runs" / "mini" / "tokeniser_in_domain")  # retrained next time
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "rollout_in_domain_frozen" in err and "earlier in_domain tokeniser" in err
