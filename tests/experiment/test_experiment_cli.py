@@ -142,6 +142,11 @@ def test_changed_settings_need_force(mini_run: Path, capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert code == 2
     assert "other settings" in err and "rollout" in err and "--force" in err
+    # a tokeniser of another architecture in the folder: refused before anything trains
+    code = main(_argv(mini_run, "--set", "model.channels=[4,8,16]"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "tokeniser_in_domain" in err and "model_overrides" in err and "--force" in err
 
 
 def test_force_redoes_every_stage(mini_run: Path, capsys: pytest.CaptureFixture) -> None:
