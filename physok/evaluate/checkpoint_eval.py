@@ -55,8 +55,11 @@ def evaluate_checkpoint(
     next_frame: bool = True,
     rollout: bool = True,
     progress: bool = True,
+    model: RolloutModel | None = None,
 ) -> dict[str, Any]:
     """Next-frame and rollout metrics of a rollout checkpoint on `<data_dir>/<dataset_name>`.
+
+    `model`: the checkpoint's model when the caller has already loaded it (not loaded again).
 
     Returns {"checkpoint", "dataset", "next_frame", "rollout", "eval_config"}; a skipped
     evaluation is None. Errors (CheckpointError, DataError, EvalConfigError: all ValueError)
@@ -67,7 +70,9 @@ def evaluate_checkpoint(
     cfg.validate()
     device = select_device(cfg.device)
     ckpt_path = ckpt_io.resolve_checkpoint_path(checkpoint)
-    model = load_rollout_model(ckpt_path, "cpu").to(device)
+    if model is None:
+        model = load_rollout_model(ckpt_path, "cpu")
+    model = model.to(device)
     field_names = model.config.tokeniser.field_names
     where = ckpt_path
     dataset_dir = Path(data_dir) / dataset_name

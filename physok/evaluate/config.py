@@ -135,21 +135,15 @@ class EvalConfig:
 
 
 def select_device(request: str) -> torch.device:
-    """The torch device for `EvalConfig.device` (auto: the GPU when there is one)."""
-    request = str(request).strip().lower()
-    if request == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if request == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise EvalConfigError(f"--device {request}: CUDA is not available here; use --device cpu")
-    dev = torch.device(request)
-    if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise EvalConfigError(
-            f"--device {request}: GPU {dev.index} does not exist "
-            f"({torch.cuda.device_count()} visible); check CUDA_VISIBLE_DEVICES"
-        )
-    return dev
+    """The torch device for `EvalConfig.device` (the training stages' rule: auto picks the GPU
+    when there is one), with errors as EvalConfigError (bad input, exit 2)."""
+    from physok.train.distributed import DistributedError
+    from physok.train.distributed import select_device as select
+
+    try:
+        return select(request)
+    except DistributedError as e:
+        raise EvalConfigError(str(e)) from None
 
 
 def autocast(cfg: EvalConfig, device: torch.device) -> torch.autocast:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Any
+
+from physok.atomic_io import write_json_atomic
 
 __all__ = ["format_table", "json_number", "write_json"]
 
@@ -19,21 +19,8 @@ def json_number(value: float) -> float | None:
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write `data` as JSON atomically: a temporary file next to `path`, fsync, os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write `data` as JSON atomically (`physok.atomic_io`)."""
+    return write_json_atomic(path, data)
 
 
 def _num(value: float | None, digits: int = 4) -> str:

@@ -16,17 +16,18 @@ pretraining and the rollout stages, which must agree), or an ExperimentConfig fi
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from physok.data.generate import GenerationConfig
 from physok.evaluate.config import EvalConfig
 from physok.experiment.conditions import CONDITION_ORDER, get_condition
 from physok.train import config_overrides
-from physok.train.config_overrides import ConfigError, parse_value, split_assignment
+from physok.train.common import StageConfigMixin
+from physok.train.config_overrides import ConfigError
 from physok.train.rollout_stage import RolloutTrainConfig
-from physok.train.rollout_stage import apply_overrides as apply_rollout_overrides
 from physok.train.tokeniser_stage import TokeniserTrainConfig
 
 DOWNSTREAM = "euler_multi_quadrants_periodicBC"
@@ -34,7 +35,6 @@ DOWNSTREAM = "euler_multi_quadrants_periodicBC"
 # no active-matter generator, so the embedded default mixes the other generated datasets.
 OUT_OF_DOMAIN_PAPER = ("rayleigh_benard", "active_matter", "shear_flow")
 OUT_OF_DOMAIN_GENERATED = ("rayleigh_benard", "shear_flow", "gray_scott_reaction_diffusion")
-STAGE_PREFIXES = ("tokeniser.", "rollout.", "evaluation.", "model.")
 # Stage-config keys the experiment owns (set from its own fields, not by overrides).
 _OWNED = {
     "tokeniser": ("data_dir", "datasets", "run_dir", "seed", "device", "progress", "preset"),
@@ -54,8 +54,13 @@ _OWNED = {
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(StageConfigMixin):
     """The experiment's settings; presets `fast()` (embedded data, CPU minutes) and `paper()`."""
+
+    # `--set tokeniser.KEY` etc. collect into the per-stage mappings below (config_overrides)
+    NESTED_OVERRIDES: ClassVar[dict[str, str]] = {
+        prefix: prefix[:-1] for prefix in ("tokeniser.", "rollout.", "evaluation.", "model.")
+    }
 
     name: str = "fast"
     preset: str = "fast"  # the stage presets used ("fast" | "paper")
@@ -108,13 +113,6 @@ class ExperimentConfig:
         )
         return dataclasses.replace(base, **overrides)
 
-    @classmethod
-    def preset_named(cls, name: str, **overrides: Any) -> ExperimentConfig:
-        presets = {"fast": cls.fast, "paper": cls.paper}
-        if name not in presets:
-            raise ConfigError(f"--config {name!r}: choose one of {sorted(presets)}")
-        return presets[name](**overrides)
-
     # ---- derived paths and stage configs ------------------------------------------------------
     @property
     def run_dir(self) -> Path:
@@ -147,18 +145,12 @@ class ExperimentConfig:
         return self.run_dir / f"rollout_{condition}"
 
     def _model_assignments(self) -> list[str]:
-        return [f"model.{k}={_json(v)}" for k, v in self.model.items()]
+        return [f"model.{k}={json.dumps(v)}" for k, v in self.model.items()]
 
     def tokeniser_config(self, source: str) -> TokeniserTrainConfig:
         """The pretraining stage of `source` ("in_domain" | "out_of_domain")."""
         cfg = TokeniserTrainConfig.preset_named(self.preset)
-        cfg = _apply(
-            cfg,
-            self.tokeniser,
-            config_overrides.apply_overrides,
-            "tokeniser",
-            self._model_assignments(),
-        )
+        cfg = _apply(cfg, self.tokeniser, "tokeniser", self._model_assignments())
         return dataclasses.replace(
             cfg,
             data_dir=self.data_dir,
@@ -173,9 +165,7 @@ class ExperimentConfig:
         """Rollout training of `condition` (same budget and seed for every condition)."""
         c = get_condition(condition)
         cfg = RolloutTrainConfig.preset_named(self.preset)
-        cfg = _apply(
-            cfg, self.rollout, apply_rollout_overrides, "rollout", self._model_assignments()
-        )
+        cfg = _apply(cfg, self.rollout, "rollout", self._model_assignments())
         source = None if c.tokeniser is None else str(self.tokeniser_run_dir(c.tokeniser))
         return dataclasses.replace(
             cfg,
@@ -191,10 +181,10 @@ class ExperimentConfig:
 
     def eval_config(self) -> EvalConfig:
         base = EvalConfig.fast() if self.preset == "fast" else EvalConfig.paper()
-        cfg = _apply(base, self.evaluation, config_overrides.apply_overrides, "evaluation", [])
+        cfg = _apply(base, self.evaluation, "evaluation", [])
         return dataclasses.replace(cfg, seed=self.seed, device=self.device)
 
-    # ---- checks and serialisation -------------------------------------------------------------
+    # ---- checks -------------------------------------------------------------
     def validate(self) -> None:
         """Option-level checks, including every stage config it builds."""
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -256,13 +246,6 @@ class ExperimentConfig:
                 f"--set trajectory_steps={needed} or a smaller --set evaluation.rollout_steps"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "experiment config") -> ExperimentConfig:
-        return config_overrides.config_from_dict(cls, data, where)
-
 
 def get_condition_checked(name: str) -> None:
     try:
@@ -271,19 +254,7 @@ def get_condition_checked(name: str) -> None:
         raise ConfigError(f"conditions: {e}") from None
 
 
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
-
-
-def _jsonable(value: Any) -> Any:
-    import json
-
-    return json.loads(json.dumps(value))
-
-
-def _apply(cfg: Any, overrides: dict[str, Any], apply: Any, stage: str, extra: list[str]) -> Any:
+def _apply(cfg: Any, overrides: dict[str, Any], stage: str, extra: list[str]) -> Any:
     """`cfg` with the experiment's overrides for `stage` applied through the stage's own
     `--set` machinery (so unknown keys get the stage's error, prefixed with the stage)."""
     owned = _OWNED[stage]
@@ -294,38 +265,13 @@ def _apply(cfg: Any, overrides: dict[str, Any], apply: Any, stage: str, extra: l
                 f"--set {stage}.{key}: set by the experiment itself (from its own options: "
                 "--data-dir, --name, --seed, --device, conditions, ...); it cannot be overridden"
             )
-        assignments.append(f"{key}={_json(value)}")
+        assignments.append(f"{key}={json.dumps(value)}")
     try:
-        return apply(cfg, [*extra, *assignments])
+        return config_overrides.apply_overrides(cfg, [*extra, *assignments])
     except ConfigError as e:
         raise ConfigError(f"{stage} stage: {e}") from None
 
 
 def apply_experiment_overrides(cfg: ExperimentConfig, assignments: list[str]) -> ExperimentConfig:
     """`--set KEY=VALUE` for the experiment (see the module docstring for the key forms)."""
-    stage_maps = {
-        "tokeniser": dict(cfg.tokeniser),
-        "rollout": dict(cfg.rollout),
-        "evaluation": dict(cfg.evaluation),
-        "model": dict(cfg.model),
-    }
-    rest = []
-    for item in assignments:
-        key, text = split_assignment(item)
-        prefix = next((p for p in STAGE_PREFIXES if key.startswith(p)), None)
-        if prefix is not None:
-            stage_maps[prefix[:-1]][key[len(prefix) :]] = parse_value(text)
-        elif key in stage_maps:
-            raise ConfigError(f"--set {key}: set its keys one by one, e.g. --set {key}.steps=100")
-        else:
-            rest.append(item)
-    try:
-        out = config_overrides.apply_overrides(cfg, rest)
-    except ConfigError as e:
-        if "unknown option" not in str(e):
-            raise
-        raise ConfigError(
-            f"{e}, or a stage key: tokeniser.<key>, rollout.<key>, evaluation.<key>, model.<key>"
-        ) from None
-    out = dataclasses.replace(out, **stage_maps)
-    return out
+    return config_overrides.apply_overrides(cfg, assignments)

@@ -8,9 +8,8 @@ out-of-domain dashed, no pretraining dotted, mostly frozen with square markers.
 
 from __future__ import annotations
 
+import io
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from physok.atomic_io import write_bytes_atomic
 from physok.experiment.report import CONDITION_ORDER, NEPS_RANGES, horizon_keys
 
 __all__ = [
@@ -109,19 +109,10 @@ def _log_y(ax: Any, values: list[float]) -> None:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Save as PNG atomically: write a temporary file beside the target, then replace it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; figures are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Save as PNG atomically (`physok.atomic_io`)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return write_bytes_atomic(path, buffer.getvalue())
 
 
 def plot_validation_curves(results: dict, path: Path) -> Path:

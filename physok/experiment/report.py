@@ -10,13 +10,12 @@ side with the run's.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from physok.atomic_io import write_text_atomic
 from physok.experiment.conditions import BASELINE, CONDITION_ORDER, CONDITIONS
 
 __all__ = [
@@ -735,18 +734,10 @@ def render_report(results: dict, figures: dict[str, str] | None = None) -> str:
 
 
 def write_report(results: dict, run_dir: Path, figures: dict[str, str] | None = None) -> Path:
-    """Write `run_dir/report.md` atomically (temporary file in the same folder, then replace)."""
+    """Write `run_dir/report.md` atomically (`physok.atomic_io`)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     text = render_report(results, figures)
     target = run_dir / "report.md"
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".md.tmp", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the report is meant to be shared
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, text)
     return target

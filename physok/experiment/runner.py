@@ -42,6 +42,7 @@ import torch
 
 from physok import __version__
 from physok import checkpoint as ckpt_io
+from physok.atomic_io import write_json_atomic
 from physok.data.errors import DataError
 from physok.experiment.conditions import CONDITION_ORDER, get_condition, tokenisers_needed
 from physok.experiment.config import ExperimentConfig
@@ -77,13 +78,6 @@ class ExperimentOutcome:
 def _say(text: str, main: bool = True) -> None:
     if main:
         print(text, flush=True)
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _clean_floats(value: Any) -> Any:
@@ -136,7 +130,7 @@ def record_settings(cfg: ExperimentConfig) -> None:
     """Write the settings to experiment.json: at creation (which marks the folder as physok's,
     for --force), then after every successful training, so it describes what the folder holds
     (reuse decisions are made per stage, from each run's own config)."""
-    _write_json_atomic(cfg.run_dir / EXPERIMENT_FILE, cfg.to_dict())
+    write_json_atomic(cfg.run_dir / EXPERIMENT_FILE, cfg.to_dict())
 
 
 # ---- 1. data ----------------------------------------------------------------------------------
@@ -342,8 +336,7 @@ def parameter_counts(model: torch.nn.Module, strategy: str) -> dict[str, int]:
 
 def evaluate_condition(cfg: ExperimentConfig, name: str, *, force: bool) -> dict[str, Any]:
     """Next-frame and rollout metrics of a condition's final checkpoint (cached in eval/)."""
-    from physok.evaluate import evaluate_checkpoint
-    from physok.models.rollout_model import RolloutModel
+    from physok.evaluate import evaluate_checkpoint, load_rollout_model
 
     run_dir = cfg.rollout_run_dir(name)
     latest = ckpt_io.latest_checkpoint(run_dir)
@@ -368,17 +361,18 @@ def evaluate_condition(cfg: ExperimentConfig, name: str, *, force: bool) -> dict
                 return saved
         except json.JSONDecodeError:
             pass  # a cut write: evaluate again
+    model = load_rollout_model(latest)
+    params = parameter_counts(model, get_condition(name).strategy)
     result = evaluate_checkpoint(
-        latest, cfg.data_dir, cfg.downstream, eval_cfg, progress=cfg.progress
+        latest, cfg.data_dir, cfg.downstream, eval_cfg, progress=cfg.progress, model=model
     )
-    model = RolloutModel.from_pretrained(latest)
     out = {
         **key,
-        "params": parameter_counts(model, get_condition(name).strategy),
+        "params": params,
         "next_frame": result["next_frame"],
         "rollout": result["rollout"],
     }
-    _write_json_atomic(cache, _clean_floats(out))
+    write_json_atomic(cache, _clean_floats(out))
     return out
 
 
@@ -455,7 +449,7 @@ def write_outputs(results: dict[str, Any], run_dir: Path) -> tuple[Path, Path, d
     from physok.experiment.report import write_report
 
     results_path = run_dir / RESULTS_FILE
-    _write_json_atomic(results_path, results)
+    write_json_atomic(results_path, results)
     figures = write_figures(results, run_dir)
     report_path = write_report(results, run_dir, figures)
     return results_path, report_path, figures

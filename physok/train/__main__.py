@@ -268,7 +268,8 @@ def tokeniser_config_from_args(args: argparse.Namespace):  # -> TokeniserTrainCo
 
 def rollout_config_from_args(args: argparse.Namespace):  # -> RolloutTrainConfig
     """The rollout stage config: preset (or the resumed run's) + options + --set overrides."""
-    from physok.train.rollout_stage import CHECKPOINT_KIND, RolloutTrainConfig, apply_overrides
+    from physok.train.config_overrides import apply_overrides
+    from physok.train.rollout_stage import CHECKPOINT_KIND, RolloutTrainConfig
 
     extra = {
         "tokeniser_checkpoint": args.tokeniser_checkpoint,

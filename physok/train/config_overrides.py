@@ -1,9 +1,12 @@
 """`--set KEY=VALUE` overrides of training-config dataclasses, with type checking.
 
 Values are parsed as JSON when they parse (`3`, `1e-3`, `true`, `[4, 8, 8]`, `null`), else taken
-as plain strings (`soap`, `/data/well`), then coerced to the field's annotated type. A key of
-the form `model.NAME` goes into the config's `model_overrides` mapping, which the model's own
-config class validates.
+as plain strings (`soap`, `/data/well`), then coerced to the field's annotated type.
+
+Nested keys: a config class may name mapping fields that collect `PREFIX.NAME=VALUE` keys in its
+`NESTED_OVERRIDES` class attribute ({prefix: field}); the owner of each mapping validates it
+(e.g. the rollout stage: `model.` -> `model_overrides`, `processor.` -> `processor_overrides`).
+Without it, a `model_overrides` field collects `model.NAME` keys.
 """
 
 from __future__ import annotations
@@ -109,28 +112,42 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def nested_fields(cls: type) -> dict[str, str]:
+    """{prefix: mapping field} of the `PREFIX.NAME=VALUE` keys a config class collects."""
+    nested = getattr(cls, "NESTED_OVERRIDES", None)
+    if nested is not None:
+        return dict(nested)
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {MODEL_PREFIX: "model_overrides"} if "model_overrides" in names else {}
+
+
 def apply_overrides(config: T, assignments: Iterable[str]) -> T:
-    """A copy of dataclass `config` with `KEY=VALUE` assignments applied (validated types)."""
+    """A copy of dataclass `config` with `KEY=VALUE` assignments applied (validated types);
+    `PREFIX.NAME=VALUE` keys go into the config's nested mappings (`nested_fields`)."""
     types_ = field_types(type(config))
+    nested = nested_fields(type(config))
+    maps = {name: dict(getattr(config, name) or {}) for name in nested.values()}
     changes: dict[str, Any] = {}
-    model = dict(getattr(config, "model_overrides", {}) or {})
     for item in assignments:
         key, text = split_assignment(item)
-        if key.startswith(MODEL_PREFIX) and "model_overrides" in types_:
-            model[key[len(MODEL_PREFIX) :]] = parse_value(text)
+        prefix = next((p for p in nested if key.startswith(p)), None)
+        if prefix is not None:
+            maps[nested[prefix]][key[len(prefix) :]] = parse_value(text)
             continue
-        if key not in types_ or key == "model_overrides":
-            valid = sorted(k for k in types_ if k != "model_overrides")
-            if "model_overrides" in types_:
-                valid.append("model.<model config key>")
+        if key in maps:
+            example = next(p for p, name in nested.items() if name == key)
+            raise ConfigError(
+                f"--set {key}: set its keys one by one, e.g. --set {example}KEY=VALUE"
+            )
+        if key not in types_:
+            valid = sorted(k for k in types_ if k not in maps)
+            valid += [f"{p}<{p[:-1]} config key>" for p in nested]
             raise ConfigError(
                 f"--set {key}: unknown option for {type(config).__name__}; valid keys: "
                 f"{', '.join(valid)}"
             )
         changes[key] = coerce(parse_value(text), types_[key], f"--set {key}")
-    if "model_overrides" in types_:
-        changes["model_overrides"] = model
-    return dataclasses.replace(config, **changes)
+    return dataclasses.replace(config, **changes, **maps)
 
 
 def config_from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:

@@ -36,11 +36,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -58,7 +58,6 @@ from physok.models.tokeniser import STRATEGIES, Tokeniser, TokeniserConfig
 from physok.models.tokeniser import apply_training_strategy as apply_tokeniser_strategy
 from physok.models.tokeniser.scales import total_compression
 from physok.ops.rms_normalise import rms_normalise
-from physok.train import config_overrides
 from physok.train import distributed as dist_utils
 from physok.train.common import (
     StageConfigMixin,
@@ -72,10 +71,9 @@ from physok.train.common import (
     set_rng_state,
     validation_indices,
 )
-from physok.train.config_overrides import (
+from physok.train.config_overrides import (  # apply_overrides: the stage's `--set`
     ConfigError,
-    parse_value,
-    split_assignment,
+    apply_overrides,
 )
 from physok.train.distributed import DistContext
 from physok.train.optim import build_adamw
@@ -83,7 +81,6 @@ from physok.train.schedule import InverseSqrtSchedule
 from physok.train.throughput import StepFlops, mfu, peak_flops
 
 TOKENISER_KIND = "tokeniser"
-PROCESSOR_PREFIX = "processor."
 # Tokeniser config keys a run may set on top of a pretrained tokeniser: they choose how the
 # weights are used (which kernels, which fixed compression), not what the weights are.
 TOKENISER_RUNTIME_KEYS = ("kernel_backend", "eval_scales")
@@ -111,6 +108,12 @@ __all__ = [
 @dataclass(frozen=True)
 class RolloutTrainConfig(StageConfigMixin):
     """Everything the rollout stage needs; presets `fast()` and `paper()`."""
+
+    # `--set model.NAME` / `processor.NAME` collect into these mappings (config_overrides)
+    NESTED_OVERRIDES: ClassVar[dict[str, str]] = {
+        "model.": "model_overrides",
+        "processor.": "processor_overrides",
+    }
 
     preset: str = "fast"
     # data: `<data_dir>/<dataset>/data/{train,valid}/*.hdf5` (The Well layout), at its resolution
@@ -273,31 +276,6 @@ class RolloutTrainConfig(StageConfigMixin):
             raise ConfigError(
                 f"processor config (processor_preset / --set processor.*): {e}"
             ) from None
-
-
-def apply_overrides(cfg: RolloutTrainConfig, assignments: Iterable[str]) -> RolloutTrainConfig:
-    """`--set KEY=VALUE` for the rollout config: `processor.NAME` goes to processor_overrides,
-    `model.NAME` to the tokeniser's model_overrides, everything else to the config's fields."""
-    processor = dict(cfg.processor_overrides)
-    rest = []
-    for item in assignments:
-        key, text = split_assignment(item)
-        if key.startswith(PROCESSOR_PREFIX):
-            processor[key[len(PROCESSOR_PREFIX) :]] = parse_value(text)
-        elif key == "processor_overrides":
-            raise ConfigError(
-                "--set processor_overrides: set processor keys one by one, e.g. "
-                "--set processor.dim=64"
-            )
-        else:
-            rest.append(item)
-    try:
-        out = config_overrides.apply_overrides(cfg, rest)
-    except ConfigError as e:
-        if "unknown option" not in str(e):
-            raise
-        raise ConfigError(f"{e}, processor.<processor config key>") from None
-    return dataclasses.replace(out, processor_overrides=processor)
 
 
 # Settings that define the trajectory of a run: changing them on resume is impossible (rejected)
