@@ -1,4 +1,4 @@
-"""Sample-wise, per-field RMS normalisation and its inverse, dispatched per call.
+"""Sample-wise, per-field RMS and z-score normalisation and their inverses, dispatched per call.
 
 The reference is `physok.data.normalise` (torch ops); the fast path is the fused Triton kernel
 pair in `physok_kernels.rms_normalise` (split reduction over T·X·Y per (sample, field), then one
@@ -62,3 +62,30 @@ def rms_denormalise(
 
         return fast(fields, scales)
     return reference.rms_denormalise(fields, scales)
+
+
+def zscore_normalise(
+    fields: torch.Tensor,
+    n_context: int | None = None,
+    eps: float = DEFAULT_EPS,
+    backend: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """((fields - mean) / std, mean, std): fields (B, T, C, *spatial), mean and std (B, C) in
+    fp32 or wider, over the first `n_context` frames (all when None) and every grid point; std
+    clamped >= eps. Differentiable w.r.t. fields (through the statistics too)."""
+    if _triton(fields, backend, "zscore_normalise"):
+        from physok_kernels.rms_normalise import zscore_normalise as fast
+
+        return fast(fields, n_context, eps)
+    return reference.zscore_normalise(fields, n_context, eps)
+
+
+def zscore_denormalise(
+    fields: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, backend: str | None = None
+) -> torch.Tensor:
+    """Inverse of `zscore_normalise`: fields * std + mean, in fields' dtype."""
+    if _triton(fields, backend, "zscore_denormalise"):
+        from physok_kernels.rms_normalise import zscore_denormalise as fast
+
+        return fast(fields, mean, std)
+    return reference.zscore_denormalise(fields, mean, std)
