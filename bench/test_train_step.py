@@ -48,7 +48,7 @@ def _make_step(compiled: bool) -> tuple[Callable[[], None], Callable[[], None]]:
     idx = torch.arange(FIELDS)
 
     def forward_backward() -> torch.Tensor:
-        x, target = context_and_target(fields, FRAMES - 1)
+        x, target = context_and_target(model, fields)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=CUDA):
             pred = model(x, idx, normalised=True)[:, -1:]
         loss = prediction_loss(pred, target)

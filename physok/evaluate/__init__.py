@@ -1,11 +1,12 @@
 """Evaluation protocol of the experiment (DESIGN.md §1, §6): next-frame VRMSE / NEPS as the mean
 over random validation subsets, and autoregressive rollout VRMSE by horizon.
 
-`evaluate_checkpoint` runs both on a rollout-stage checkpoint; `python -m physok.evaluate` is
+`evaluate_checkpoint` runs both on a rollout-stage checkpoint (`evaluate_model` on any forecaster,
+an emulator or a baseline); `python -m physok.evaluate` is
 its command line.
 """
 
-from physok.evaluate.checkpoint_eval import evaluate_checkpoint, load_rollout_model
+from physok.evaluate.checkpoint_eval import evaluate_checkpoint, evaluate_model, load_rollout_model
 from physok.evaluate.config import EvalConfig, EvalConfigError
 from physok.evaluate.next_frame import draw_subsets, evaluate_next_frame
 from physok.evaluate.report import format_table, write_json
@@ -22,6 +23,7 @@ __all__ = [
     "choose_rollout_windows",
     "draw_subsets",
     "evaluate_checkpoint",
+    "evaluate_model",
     "evaluate_next_frame",
     "evaluate_rollout",
     "format_table",

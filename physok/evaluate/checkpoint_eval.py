@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from physok import checkpoint as ckpt_io
 from physok.data.errors import DataError
 from physok.data.reader import WellWindowDataset
@@ -17,7 +19,7 @@ from physok.evaluate.next_frame import evaluate_next_frame
 from physok.evaluate.rollout import evaluate_rollout, open_rollout_dataset
 from physok.models.rollout_model import CHECKPOINT_KIND, RolloutModel
 
-__all__ = ["evaluate_checkpoint", "load_rollout_model"]
+__all__ = ["evaluate_checkpoint", "evaluate_model", "load_rollout_model"]
 
 
 def load_rollout_model(checkpoint: str | os.PathLike, device: str = "cpu") -> RolloutModel:
@@ -36,7 +38,9 @@ def load_rollout_model(checkpoint: str | os.PathLike, device: str = "cpu") -> Ro
     return RolloutModel.from_pretrained(meta["_path"], map_location=device)
 
 
-def _check_fields(ds: WellWindowDataset, field_names: Sequence[str], where: Path) -> None:
+def _check_fields(
+    ds: WellWindowDataset, field_names: Sequence[str], where: str | os.PathLike
+) -> None:
     missing = [c for c in ds.channel_names if c not in field_names]
     if missing:
         raise DataError(
@@ -68,17 +72,50 @@ def evaluate_checkpoint(
     if not (next_frame or rollout):
         raise EvalConfigError("nothing to evaluate: both next-frame and rollout are switched off")
     cfg.validate()
-    device = select_device(cfg.device)
     ckpt_path = ckpt_io.resolve_checkpoint_path(checkpoint)
     if model is None:
         model = load_rollout_model(ckpt_path, "cpu")
+    result = evaluate_model(
+        model,
+        data_dir,
+        dataset_name,
+        cfg,
+        field_names=model.config.tokeniser.field_names,
+        where=ckpt_path,
+        next_frame=next_frame,
+        rollout=rollout,
+        progress=progress,
+    )
+    return {"checkpoint": str(ckpt_path), **result}
+
+
+def evaluate_model(
+    model: nn.Module,
+    data_dir: str | os.PathLike,
+    dataset_name: str,
+    cfg: EvalConfig,
+    *,
+    field_names: Sequence[str] | None = None,
+    where: str | os.PathLike = "the model",
+    next_frame: bool = True,
+    rollout: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Next-frame and rollout metrics of any forecaster (an emulator or a baseline: an
+    `nn.Module` with `context_frames`, `predict_next` and `rollout`) on
+    `<data_dir>/<dataset_name>`; `field_names`: the registry the model knows (None: physok's
+    default registry). Returns {"dataset", "next_frame", "rollout", "eval_config"}."""
+    if not (next_frame or rollout):
+        raise EvalConfigError("nothing to evaluate: both next-frame and rollout are switched off")
+    cfg.validate()
+    device = select_device(cfg.device)
     model = model.to(device)
-    field_names = model.config.tokeniser.field_names
-    where = ckpt_path
+    registry = FieldRegistry.default() if field_names is None else FieldRegistry(list(field_names))
+    field_names = registry.names
+    where = Path(where)
     dataset_dir = Path(data_dir) / dataset_name
     ctx = model.context_frames
     result: dict[str, Any] = {
-        "checkpoint": str(ckpt_path),
         "dataset": dataset_name,
         "next_frame": None,
         "rollout": None,

@@ -11,10 +11,14 @@ and VRMSE per field. NEPS low/mid/high is a property of a set of windows, not a 
 per-window values: per field, the error and true power spectra are summed over the subset's
 windows (ensemble spectra; per-window ratios are heavy-tailed, see physok.metrics.neps), NEPS(k)
 is their ratio per shell, a range's NEPS the mean over its shells, and the subset's value the
-mean over fields. Metrics are computed in float32 in units normalised by the
-context's per-sample, per-field RMS (what the model predicts and the training validation uses);
-all of them are invariant to those scales, up to VRMSE's epsilon, which is then applied to
-unit-RMS fields whatever their physical magnitude.
+mean over fields. The model predicts in physical units (`predict_next`: any forecaster, the
+emulator or a baseline, is evaluated the same way, whatever its own normalisation and target);
+metrics are computed in float32 in units normalised by the context's per-sample, per-field RMS,
+so VRMSE's epsilon applies to unit-RMS fields whatever their physical magnitude; all metrics are
+invariant to those scales otherwise.
+
+Two reference forecasts are evaluated on the same windows beside every model: persistence
+(repeat the last context frame) and linear extrapolation (2 f_T - f_{T-1}, physok.baselines).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from physok.baselines.extrapolation import LinearExtrapolation
 from physok.data.errors import DataError
 from physok.data.loaders import collate_windows
 from physok.data.reader import WellWindowDataset
@@ -82,7 +87,9 @@ def window_loader(dataset: WellWindowDataset, indices: list[int], cfg: EvalConfi
 
 
 def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    """Where the model's parameters are (a parameter-free baseline: the CPU)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 @torch.no_grad()
@@ -94,33 +101,40 @@ def next_frame_metrics(
 ) -> dict[str, torch.Tensor]:
     """Per-window metrics of one batch (B, T >= context + 1, C, X, Y) on the model's device:
     {"vrmse": (B,), "well_nmse": (B, 3), "vrmse_field": (B, C), "shell_err": (B, C, S),
-    "shell_true": (B, C, S), "persistence_vrmse": (B,), "persistence_shell_err": (B, C, S)},
-    float32 on the CPU; the shell entries are the per-shell power sums
-    (physok.metrics.neps.shell_powers) that ensemble NEPS is built from; "persistence_*" are
-    the metrics of repeating the last context frame."""
+    "shell_true": (B, C, S), "persistence_vrmse": (B,), "persistence_shell_err": (B, C, S),
+    "linear_vrmse": (B,), "linear_shell_err": (B, C, S)}, float32 on the CPU; the shell entries
+    are the per-shell power sums (physok.metrics.neps.shell_powers) that ensemble NEPS is built
+    from; "persistence_*" are the metrics of repeating the last context frame, "linear_*" those
+    of linear extrapolation from the last two."""
     ctx = model.context_frames
     device = _device_of(model)
-    x, _ = rms_normalise(fields[:, : ctx + 1].to(device), n_context=ctx)
-    context, target = x[:, :ctx], x[:, ctx : ctx + 1]
+    fields = fields[:, : ctx + 1].to(device)
     idx = field_indices.tolist() if isinstance(field_indices, torch.Tensor) else field_indices
     with autocast(cfg, device):
-        pred = model(context, idx, normalised=True)[:, -1:]
-    pred, target = pred.float(), target.float()
+        pred = model.predict_next(fields[:, :ctx], idx)  # physical units
+    # metric units: the context's RMS per sample and field
+    x, rms = rms_normalise(fields.float(), n_context=ctx)
+    context, target = x[:, :ctx], x[:, ctx : ctx + 1]
+    pred = (pred.float() / rms[:, :, None, None])[:, None]
     per_field = vrmse(pred, target, reduce="none")[:, 0]  # (B, C)
     err, tru = shell_powers(pred[:, 0], target[:, 0])  # (B, C, S) each
     well = the_well_nmse_per_bin(pred[:, 0], target[:, 0])  # (B, C, 3)
-    # persistence, the reference forecast that repeats the last context frame
-    last = context[:, -1:].float()
-    persist_err, _ = shell_powers(last[:, 0], target[:, 0])
-    return {
+    out = {
         "vrmse": per_field.mean(dim=1).cpu(),
         "well_nmse": well.mean(dim=1).cpu(),
         "vrmse_field": per_field.cpu(),
-        "persistence_vrmse": vrmse(last, target, reduce="sample").cpu(),
         "shell_err": err.cpu(),
         "shell_true": tru.cpu(),
-        "persistence_shell_err": persist_err.cpu(),
     }
+    # the reference forecasts, on the same windows
+    references = {
+        "persistence": context[:, -1:],
+        "linear": LinearExtrapolation().predict_next(context, idx)[:, None],
+    }
+    for name, ref in references.items():
+        out[f"{name}_vrmse"] = vrmse(ref, target, reduce="sample").cpu()
+        out[f"{name}_shell_err"] = shell_powers(ref[:, 0], target[:, 0])[0].cpu()
+    return out
 
 
 def evaluate_next_frame(
@@ -161,12 +175,12 @@ def evaluate_next_frame(
     for j, rows in enumerate(subset_rows):
         membership[rows, j] = 1.0
     per_window, spectra = _evaluate_windows(model, dataset, union, membership, cfg, progress)
-    err, tru, persist_err = spectra["shell_err"], spectra["shell_true"], spectra["persistence"]
+    err, tru = spectra["shell_err"], spectra["shell_true"]
     grid = tuple(dataset.grid_shape)
-    neps = torch.stack([ensemble_neps(err[j], tru[j], grid) for j in range(len(chosen))])
-    persist_neps = torch.stack(
-        [ensemble_neps(persist_err[j], tru[j], grid) for j in range(len(chosen))]
-    )
+
+    def subset_neps(errors: torch.Tensor) -> dict[str, dict[str, float | None]]:
+        values = torch.stack([ensemble_neps(errors[j], tru[j], grid) for j in range(len(chosen))])
+        return {r: mean_std([float(v) for v in values[:, i]]) for i, r in enumerate(RANGES)}
 
     def over_subsets(values: torch.Tensor) -> dict[str, float | None]:
         # a NaN window (a diverged prediction) makes its subset, and the result, None
@@ -177,15 +191,18 @@ def evaluate_next_frame(
     return {
         "split": dataset.split,
         "vrmse": over_subsets(per_window["vrmse"]),
-        "neps": {r: mean_std([float(v) for v in neps[:, i]]) for i, r in enumerate(RANGES)},
+        "neps": subset_neps(err),
         "well_nmse": {r: over_subsets(per_window["well_nmse"][:, i]) for i, r in enumerate(RANGES)},
         "vrmse_per_field": {name: json_number(field_means[c]) for c, name in enumerate(names)},
-        # the reference forecast "repeat the last context frame", on the same subsets
+        # the reference forecasts on the same subsets: "repeat the last context frame" and
+        # "extrapolate the last two linearly"
         "persistence": {
             "vrmse": over_subsets(per_window["persistence_vrmse"]),
-            "neps": {
-                r: mean_std([float(v) for v in persist_neps[:, i]]) for i, r in enumerate(RANGES)
-            },
+            "neps": subset_neps(spectra["persistence"]),
+        },
+        "linear_extrapolation": {
+            "vrmse": over_subsets(per_window["linear_vrmse"]),
+            "neps": subset_neps(spectra["linear"]),
         },
         "subsets": cfg.subsets,
         "subset_size": min(cfg.subset_size, n),
@@ -203,8 +220,8 @@ def _evaluate_windows(
     progress: bool,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Per-window metrics of `indices`, in that order, and per subset the shell power sums
-    (subsets, C, S) of its windows ({"shell_err", "shell_true", "persistence"}; `membership`:
-    (len(indices), subsets) 0/1). Eval mode, restored afterwards."""
+    (subsets, C, S) of its windows ({"shell_err", "shell_true", "persistence", "linear"};
+    `membership`: (len(indices), subsets) 0/1). Eval mode, restored afterwards."""
     loader = window_loader(dataset, indices, cfg)
     was_training = model.training
     model.eval()
@@ -212,6 +229,7 @@ def _evaluate_windows(
     sums: dict[str, torch.Tensor] = {}
     spectra = {"shell_err": "shell_err", "shell_true": "shell_true"}
     spectra["persistence_shell_err"] = "persistence"
+    spectra["linear_shell_err"] = "linear"
     start = 0
     try:
         with tqdm(

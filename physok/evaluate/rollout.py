@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from physok.baselines.extrapolation import LinearExtrapolation, Persistence
 from physok.data.errors import DataError
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
@@ -126,7 +127,8 @@ def rollout_vrmse(
     """VRMSE (B, steps, C), float32 CPU, of a `steps`-frame rollout from the first
     `model.context_frames` frames of `fields` (B, T >= context + steps, C, X, Y) vs the truth."""
     ctx = model.context_frames
-    device = next(model.parameters()).device
+    param = next(model.parameters(), None)  # a parameter-free baseline runs on the CPU
+    device = param.device if param is not None else torch.device("cpu")
     fields = fields[:, : ctx + steps].to(device)
     idx = field_indices.tolist() if isinstance(field_indices, torch.Tensor) else field_indices
     with autocast(cfg, device):
@@ -141,12 +143,25 @@ def persistence_vrmse(fields: torch.Tensor, context_frames: int, steps: int) -> 
     """VRMSE (B, steps, C) of persistence, the reference forecast that repeats the last
     context frame, against the `steps` frames after the context of `fields` (in the context's
     RMS units, as `rollout_vrmse`)."""
+    return _reference_vrmse(Persistence(), fields, context_frames, steps)
+
+
+def linear_extrapolation_vrmse(
+    fields: torch.Tensor, context_frames: int, steps: int
+) -> torch.Tensor:
+    """VRMSE (B, steps, C) of linear extrapolation (each step 2 f_T - f_{T-1} of its window, so
+    a straight line through the last two context frames), as `persistence_vrmse`."""
+    return _reference_vrmse(LinearExtrapolation(), fields, context_frames, steps)
+
+
+def _reference_vrmse(
+    forecaster: nn.Module, fields: torch.Tensor, context_frames: int, steps: int
+) -> torch.Tensor:
     fields = fields[:, : context_frames + steps].float()
     _, rms = rms_normalise(fields[:, :context_frames])
     fields = fields / rms[:, None, :, None, None]
-    truth = fields[:, context_frames:]
-    last = fields[:, context_frames - 1 : context_frames].expand_as(truth)
-    return vrmse(last, truth, reduce="none").cpu()
+    pred = forecaster.rollout(fields[:, :context_frames], steps, [])
+    return vrmse(pred, fields[:, context_frames:], reduce="none").cpu()
 
 
 def evaluate_rollout(
@@ -184,6 +199,7 @@ def evaluate_rollout(
     model.eval()
     total = torch.zeros(steps, dtype=torch.float64)
     persist = torch.zeros(steps, dtype=torch.float64)
+    linear = torch.zeros(steps, dtype=torch.float64)
     try:
         with tqdm(total=len(indices), desc="rollout", unit="window", disable=not progress) as bar:
             for batch in loader:
@@ -191,11 +207,14 @@ def evaluate_rollout(
                 total += per.double().mean(dim=2).sum(dim=0)  # fields averaged, windows summed
                 ref = persistence_vrmse(batch["fields"], ctx, steps)
                 persist += ref.double().mean(dim=2).sum(dim=0)
+                ref = linear_extrapolation_vrmse(batch["fields"], ctx, steps)
+                linear += ref.double().mean(dim=2).sum(dim=0)
                 bar.update(per.shape[0])
     finally:
         model.train(was_training)
     per_step = (total / len(indices)).tolist()
     persist_step = (persist / len(indices)).tolist()
+    linear_step = (linear / len(indices)).tolist()
     clipped = [(a, b) for a, b in cfg.horizons if b > steps]
     if clipped:
         notes.append(
@@ -206,14 +225,17 @@ def evaluate_rollout(
         "split": dataset.split,
         "steps": steps,
         "windows": len(indices),
+        **_per_step_summary(per_step, cfg),
+        # the reference forecasts on the same windows: "repeat the last context frame" and
+        # "extrapolate the last two linearly"
+        "persistence": _per_step_summary(persist_step, cfg),
+        "linear_extrapolation": _per_step_summary(linear_step, cfg),
+        "notes": notes,
+    }
+
+
+def _per_step_summary(per_step: list[float], cfg: EvalConfig) -> dict[str, Any]:
+    return {
         "per_step_vrmse": [json_number(v) for v in per_step],
         "horizons": {k: json_number(v) for k, v in horizon_means(per_step, cfg.horizons).items()},
-        # the reference forecast "repeat the last context frame", on the same windows
-        "persistence": {
-            "per_step_vrmse": [json_number(v) for v in persist_step],
-            "horizons": {
-                k: json_number(v) for k, v in horizon_means(persist_step, cfg.horizons).items()
-            },
-        },
-        "notes": notes,
     }

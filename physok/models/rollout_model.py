@@ -1,13 +1,16 @@
 """RolloutModel: tokeniser encoder -> processor -> tokeniser decoder, a next-frame emulator.
 
-Data flow (DESIGN.md §4). A context window of T frames (9 in the experiment; physical units,
-(B, T, C, X, Y)) is RMS-normalised per (sample, field) over the window (`physok.ops.rms_normalise`),
-encoded at the tokeniser's `eval_scales` to T' latent frames (fast eval scales: 9 -> 5; paper:
-9 -> 3), transformed by the processor (its own 18 <-> dim projections, causal over T'), decoded
-back to T frames, and multiplied by the same RMS scales: physical units out. Output frame j is the
-prediction of input frame j + 1; the last output frame predicts the frame after the window
-(frame 10 of a 10-frame sample). Losses are taken in normalised units (`normalised=True`), where
-every field of every sample has unit RMS over its context, so no field or sample dominates.
+Data flow (docs/design.md, "Rollout model"). A context window of T frames (9 in the experiment;
+physical units, (B, T, C, X, Y)) is normalised per (sample, field) by its own statistics (the
+tokeniser's `normalisation`: "rms" or "zscore"; physok.models.prediction_target), encoded at the
+tokeniser's `eval_scales` to T' latent frames, transformed by the processor (its own 18 <-> dim
+projections, causal over T'), and decoded back to T frames of raw outputs. Output j is the
+model's prediction of input frame j + 1 in output units, set by the config's `target`: the frame
+itself ("frame", the paper's reading) or the change from frame j in units of the context's
+typical change ("delta", Walrus's default). Undoing the target and the normalisation gives
+physical units. The last output frame predicts the frame after the window (frame 10 of a
+10-frame sample). Losses are taken in output units (`normalised=True`, `training_pair`), where
+every field of every sample has unit scale, so no field or sample dominates.
 
 What "output frame j predicts frame j + 1" means under chunked decoding. With temporal
 compression S (product of the eval scales' temporal factors), latent i summarises the chunk of
@@ -23,12 +26,14 @@ chunk, including its own target j + 1: those outputs are not honest forecasts an
 trained on as such. The experiment's loss uses only the last output frame, j = T - 1, which is a
 multiple of S for every valid T (T - 1 is a multiple of S), so it sees exactly the T context frames
 and never its target. With `upsampling="transposed"` decoding is strictly causal: output j
-depends on frames <= j for every j. These statements hold in normalised units
-(`normalised=True`); in physical units the RMS scales are statistics of the whole window, so
-every output also depends on every context frame through the scales (one scalar per field).
+depends on frames <= j for every j. These statements hold for the raw outputs
+(`normalised=True`). In physical units the statistics (scale, shift, and for "delta" the change
+scale) are statistics of the whole context window, so every output also depends on every context
+frame through them (a few scalars per field); the "delta" output j adds frame j itself, which the
+chunk-end output already sees.
 
 Rollout (`rollout`) slides a window of the last `context_frames` frames: each step predicts the
-next frame from the window, appends it and drops the oldest frame. The RMS scales are recomputed
+next frame from the window, appends it and drops the oldest frame. The statistics are recomputed
 from each step's window (which then holds predictions), not kept from the true context: the model
 was trained on windows normalised by their own RMS, so this keeps every step's input in the
 training distribution (a field that decays or grows over the rollout would otherwise drift away
@@ -48,10 +53,17 @@ from typing import Any
 import torch
 from torch import nn
 
+from physok.models.prediction_target import (
+    TARGETS,
+    ContextStats,
+    denormalise,
+    normalise_context,
+    outputs_to_frames,
+    target_in_output_units,
+)
 from physok.models.processor import Processor, ProcessorConfig
 from physok.models.tokeniser import Tokeniser, TokeniserConfig
 from physok.models.tokeniser.scales import check_input_shape, total_compression
-from physok.ops.rms_normalise import rms_denormalise, rms_normalise
 
 CHECKPOINT_KIND = "rollout"
 CONTEXT_FRAMES = 9  # frames 1..9 of the experiment's 10-frame windows
@@ -59,11 +71,14 @@ CONTEXT_FRAMES = 9  # frames 1..9 of the experiment's 10-frame windows
 
 @dataclass(frozen=True)
 class RolloutModelConfig:
-    """The two sub-model configs and the context length; what a rollout checkpoint stores."""
+    """The two sub-model configs, the context length and the prediction target; what a
+    rollout checkpoint stores (the normalisation is the tokeniser's)."""
 
     tokeniser: TokeniserConfig = field(default_factory=TokeniserConfig.paper)
     processor: ProcessorConfig = field(default_factory=ProcessorConfig.paper)
     context_frames: int = CONTEXT_FRAMES
+    # "frame" | "delta" (physok.models.prediction_target); checkpoints without it are "frame"
+    target: str = "frame"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,7 +87,15 @@ class RolloutModelConfig:
     def temporal_compression(self) -> int:
         return total_compression(self.tokeniser.eval_scales)[0]
 
+    @property
+    def normalisation(self) -> str:
+        return self.tokeniser.normalisation
+
     def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(
+                f"RolloutModelConfig.target: must be one of {TARGETS}, got {self.target!r}"
+            )
         if self.tokeniser.latent_channels != self.processor.latent_channels:
             raise ValueError(
                 f"RolloutModelConfig: the tokeniser's latent_channels "
@@ -101,22 +124,24 @@ class RolloutModelConfig:
             "tokeniser": self.tokeniser.to_dict(),
             "processor": self.processor.to_dict(),
             "context_frames": self.context_frames,
+            "target": self.target,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RolloutModelConfig:
         if not isinstance(data, dict):
             raise ValueError(f"rollout model config must be a mapping, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"tokeniser", "processor", "context_frames"})
+        unknown = sorted(set(data) - {"tokeniser", "processor", "context_frames", "target"})
         if unknown or "tokeniser" not in data or "processor" not in data:
             raise ValueError(
                 "rollout model config needs the keys 'tokeniser' and 'processor' (and optionally "
-                f"'context_frames'); got {sorted(data)}"
+                f"'context_frames', 'target'); got {sorted(data)}"
             )
         return cls(
             TokeniserConfig.from_dict(data["tokeniser"]),
             ProcessorConfig.from_dict(data["processor"]),
             int(data.get("context_frames", CONTEXT_FRAMES)),
+            str(data.get("target", "frame")),
         )
 
 
@@ -124,22 +149,38 @@ class RolloutModel(nn.Module):
     """Next-frame emulator; see the module docstring for units, causality and rollout."""
 
     def __init__(
-        self, tokeniser: Tokeniser, processor: Processor, context_frames: int = CONTEXT_FRAMES
+        self,
+        tokeniser: Tokeniser,
+        processor: Processor,
+        context_frames: int = CONTEXT_FRAMES,
+        target: str = "frame",
     ) -> None:
         super().__init__()
-        # Validates latent channels and the context length against the eval scales.
-        self._config = RolloutModelConfig(tokeniser.config, processor.config, context_frames)
+        # Validates latent channels, the target and the context length against the eval scales.
+        self._config = RolloutModelConfig(
+            tokeniser.config, processor.config, context_frames, target
+        )
         self.tokeniser = tokeniser
         self.processor = processor
         self.context_frames = context_frames
+        self.target = target
 
     @classmethod
     def from_config(cls, config: RolloutModelConfig) -> RolloutModel:
-        return cls(Tokeniser(config.tokeniser), Processor(config.processor), config.context_frames)
+        return cls(
+            Tokeniser(config.tokeniser),
+            Processor(config.processor),
+            config.context_frames,
+            config.target,
+        )
 
     @property
     def config(self) -> RolloutModelConfig:
         return self._config
+
+    @property
+    def normalisation(self) -> str:
+        return self.tokeniser.config.normalisation
 
     # -- model ---------------------------------------------------------------------------------
     def forward(
@@ -153,31 +194,57 @@ class RolloutModel(nn.Module):
 
         fields (B, T, C, X, Y) -> (B, T, C, X, Y); T must be 1 + a multiple of the temporal
         compression. Physical units in and out (float32 or wider out), unless `normalised`: then
-        `fields` are already RMS-normalised (`normalise`) and the output stays normalised (what
-        the training loss uses; the scales are the caller's).
+        `fields` are already normalised (`normalise`) and the raw outputs come back in output
+        units (normalised frames for "frame", scaled changes for "delta"): what the training
+        loss uses; the statistics are the caller's (`frames_from_outputs` maps them back).
         """
         if fields.dim() != 5:
             raise ValueError(f"fields must be (B, T, C, X, Y), got shape {tuple(fields.shape)}")
         scales = self.tokeniser.eval_scales
         check_input_shape(fields.shape[1], tuple(fields.shape[3:]), scales)
         if normalised:
-            x, rms = fields, None
-        else:
-            x, rms = rms_normalise(fields)
+            return self._raw(fields, field_indices)
+        x, stats = self.normalise(fields)
+        frames = self.frames_from_outputs(self._raw(x, field_indices), x, stats)
+        dtype = torch.promote_types(fields.dtype, torch.float32)
+        return denormalise(frames.to(dtype), stats)
+
+    def _raw(self, x: torch.Tensor, field_indices: torch.Tensor | list[int]) -> torch.Tensor:
+        scales = self.tokeniser.eval_scales
         z = self.tokeniser.encode(x, field_indices, scales)
         z = self.processor(z)
-        y = self.tokeniser.decode(z, field_indices, scales)
-        if rms is None:
-            # decode returns a transposed view; a fresh tensor is safer as a module output
-            # (FSDP2 warns that in-place ops on a returned view would skip its hooks).
-            return y.contiguous()
-        dtype = torch.promote_types(fields.dtype, torch.float32)
-        return rms_denormalise(y.to(dtype), rms)
+        # decode returns a transposed view; a fresh tensor is safer as a module output
+        # (FSDP2 warns that in-place ops on a returned view would skip its hooks).
+        return self.tokeniser.decode(z, field_indices, scales).contiguous()
 
-    @staticmethod
-    def normalise(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(context / rms, rms): rms (B, C) over all frames and points of the context."""
-        return rms_normalise(context)
+    def normalise(
+        self, context: torch.Tensor, n_context: int | None = None
+    ) -> tuple[torch.Tensor, ContextStats]:
+        """(every frame in normalised units, the first `n_context` frames' statistics)."""
+        return normalise_context(context, self.normalisation, self.target, n_context)
+
+    def frames_from_outputs(
+        self, outputs: torch.Tensor, context: torch.Tensor, stats: ContextStats
+    ) -> torch.Tensor:
+        """Raw outputs (`normalised=True`) of normalised `context` -> the predicted frames in
+        normalised units (float32)."""
+        return outputs_to_frames(outputs, context, stats, self.target)
+
+    def training_pair(
+        self, window: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, ContextStats]:
+        """(normalised context (B, T, C, X, Y), target of the last output in output units
+        (B, 1, C, X, Y), the context's statistics) for a window of >= T + 1 frames: the frame
+        after the context is the target, mapped by the context's statistics only."""
+        t = self.context_frames
+        if window.dim() != 5 or window.shape[1] < t + 1:
+            raise ValueError(
+                f"a training window must be (B, T >= {t + 1}, C, X, Y), got "
+                f"{tuple(window.shape)}"
+            )
+        x, stats = self.normalise(window[:, : t + 1], n_context=t)
+        context, nxt = x[:, :t], x[:, t : t + 1]
+        return context, target_in_output_units(nxt, context[:, -1:], stats, self.target), stats
 
     def predict_next(
         self, context: torch.Tensor, field_indices: torch.Tensor | list[int]
@@ -242,10 +309,12 @@ class RolloutModel(nn.Module):
         ckpt = load_checkpoint(path, kind=CHECKPOINT_KIND, map_location=map_location)
         try:
             config = RolloutModelConfig.from_dict(ckpt.model_config)
-            config = RolloutModelConfig(
-                dataclasses.replace(config.tokeniser, kernel_backend=kernel_backend),
-                dataclasses.replace(config.processor, attention_backend=attention_backend),
-                config.context_frames,
+            config = dataclasses.replace(
+                config,
+                tokeniser=dataclasses.replace(config.tokeniser, kernel_backend=kernel_backend),
+                processor=dataclasses.replace(
+                    config.processor, attention_backend=attention_backend
+                ),
             )
         except (TypeError, ValueError) as e:
             raise CheckpointError(

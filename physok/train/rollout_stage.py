@@ -9,13 +9,15 @@ random tokeniser plus a fresh processor, `parallelise`, optimiser, schedule, res
 (`physok.train.common`, `physok.data.loaders`).
 
 Choices (documented where they are made):
-- Loss: MAE of frame 10 in RMS-normalised units. The scales come from frames 1-9 of each
-  sample and field and are applied to frame 10 too (the model cannot see the target's
-  statistics); normalised units weigh every field and sample equally. Only the last output frame
-  is trained: it is the one strictly causal prediction under chunked decoding
-  (physok.models.rollout_model).
-- Validation: MAE (normalised units, as the loss) and VRMSE (scale-invariant) of frame 10, per
-  dataset, on a fixed, evenly spread subset of validation windows split across ranks.
+- Loss: MAE of frame 10 in the model's output units (`RolloutModel.training_pair`): frame 10
+  normalised by the statistics of frames 1-9 of each sample and field ("frame" target), or its
+  change from frame 9 in units of the context's typical change ("delta" target); the model
+  cannot see the target's statistics, and every field and sample weighs equally. Only the
+  last output frame is trained: it is the one strictly causal prediction under chunked
+  decoding (physok.models.rollout_model).
+- Validation: MAE (output units, as the loss) and VRMSE (of the predicted frame, invariant to
+  the normalisation) of frame 10, per dataset, on a fixed, evenly spread subset of validation
+  windows split across ranks.
 - Learning rate: `InverseSqrtSchedule` (physok.train.schedule), a pure function of the step, set
   before every step; an epoch is `epoch_steps` optimiser steps.
 - Parallelism (under torchrun): FSDP2 `fully_shard` on each processor block, on the processor,
@@ -52,12 +54,12 @@ from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
 from physok.metrics.neps import RANGES, ensemble_neps, shell_edges, shell_powers
 from physok.metrics.vrmse import vrmse
+from physok.models.prediction_target import TARGETS
 from physok.models.processor import Processor, ProcessorConfig
 from physok.models.rollout_model import CHECKPOINT_KIND, RolloutModel, RolloutModelConfig
 from physok.models.tokeniser import STRATEGIES, Tokeniser, TokeniserConfig
 from physok.models.tokeniser import apply_training_strategy as apply_tokeniser_strategy
 from physok.models.tokeniser.scales import total_compression
-from physok.ops.rms_normalise import rms_normalise
 from physok.train import distributed as dist_utils
 from physok.train.common import (
     StageConfigMixin,
@@ -126,6 +128,9 @@ class RolloutTrainConfig(StageConfigMixin):
     # tokeniser: a tokeniser-stage checkpoint (checkpoint or run dir), or None = random init
     tokeniser_checkpoint: str | None = None
     tokeniser_strategy: str = "trainable"  # "trainable" | "mostly_frozen"
+    # what the model predicts: "frame" | "delta" (physok.models.prediction_target); the input
+    # normalisation is the tokeniser's (`--set model.normalisation=rms|zscore`)
+    target: str = "frame"
     # Tokeniser architecture: a TokeniserConfig preset + `--set model.*` overrides. With a
     # checkpoint these must agree with it (None: take the checkpoint's architecture).
     model_preset: str | None = "fast"
@@ -240,6 +245,8 @@ class RolloutTrainConfig(StageConfigMixin):
             raise bad("grad_clip", f"must be > 0, got {self.grad_clip}")
         if not self.eps > 0:
             raise bad("eps", f"must be > 0, got {self.eps}")
+        if self.target not in TARGETS:
+            raise bad("target", f"must be one of {list(TARGETS)}, got {self.target!r}")
         if self.tokeniser_strategy not in STRATEGIES:
             raise bad("--strategy", f"must be one of {STRATEGIES}, got {self.tokeniser_strategy!r}")
         if self.loader not in LOADER_KINDS:
@@ -283,6 +290,7 @@ class RolloutTrainConfig(StageConfigMixin):
 _RESUME_FIXED = (
     "datasets",
     "input_frames",
+    "target",
     "tokeniser_checkpoint",
     "tokeniser_strategy",
     "model_preset",
@@ -443,7 +451,7 @@ def build_model(
     if tokeniser_state is not None:
         ckpt_io.load_model_state(tokeniser, tokeniser_state)
     apply_tokeniser_strategy(tokeniser, strategy)
-    return RolloutModel(tokeniser, processor, model_cfg.context_frames)
+    return RolloutModel(tokeniser, processor, model_cfg.context_frames, model_cfg.target)
 
 
 def compile_blocks(model: RolloutModel) -> None:
@@ -525,7 +533,7 @@ def setup(cfg: RolloutTrainConfig, *, resume: bool = False) -> Stage:
         check_shapes(cfg, tok_cfg, train_sets)
         try:
             model_cfg = RolloutModelConfig(
-                tok_cfg, cfg.processor_config(tok_cfg.latent_channels), cfg.input_frames
+                tok_cfg, cfg.processor_config(tok_cfg.latent_channels), cfg.input_frames, cfg.target
             )
         except ValueError as e:
             raise ConfigError(f"rollout model: {e}") from None
@@ -609,12 +617,12 @@ def _check_resume_config(cfg: RolloutTrainConfig, ckpt: ckpt_io.Checkpoint) -> l
 
 # ---- one step ---------------------------------------------------------------------------------
 def context_and_target(
-    fields: torch.Tensor, input_frames: int
+    model: RolloutModel, fields: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised context frames (B, T, C, X, Y) and target frame (B, 1, C, X, Y), both divided
-    by the context's per-sample, per-field RMS."""
-    x, _ = rms_normalise(fields[:, : input_frames + 1], n_context=input_frames)
-    return x[:, :input_frames], x[:, input_frames : input_frames + 1]
+    """Normalised context frames (B, T, C, X, Y) and the target of the last output
+    (B, 1, C, X, Y) in the model's output units (`RolloutModel.training_pair`)."""
+    context, target, _ = model.training_pair(fields)
+    return context, target
 
 
 def prediction_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -649,7 +657,7 @@ def train_step(stage: Stage, batch: dict[str, Any], step: int) -> StepOutput:
     """
     cfg, dev = stage.cfg, stage.ctx.device
     lr = stage.schedule.apply(stage.optimizer, step)
-    x, target = context_and_target(batch["fields"].to(dev, non_blocking=True), cfg.input_frames)
+    x, target = context_and_target(stage.model, batch["fields"].to(dev, non_blocking=True))
     # A list, not a tensor: DDP/FSDP move tensor arguments to the GPU, and the tokeniser's
     # index checks would then synchronise the device; a list is checked on the host.
     idx = batch["field_indices"].tolist()
@@ -681,7 +689,7 @@ def count_forward_backward(stage: Stage, batch: dict[str, Any]) -> None:
     what FLOP counting measures. Every rank runs it (FSDP gathers need all of them); it leaves
     gradients that `train_step` clears."""
     cfg, dev = stage.cfg, stage.ctx.device
-    x, target = context_and_target(batch["fields"].to(dev), cfg.input_frames)
+    x, target = context_and_target(stage.model, batch["fields"].to(dev))
     stage.model.train()
     with _autocast(cfg, dev):
         pred = stage.model(x, batch["field_indices"].tolist(), normalised=True)[:, -1:]
@@ -725,16 +733,20 @@ def validate(stage: Stage) -> dict[str, dict[str, float]]:
         spectra = None  # (2, C, shells): error and true power sums
         for indices, real in _validation_batches(ds, cfg, ctx):
             batch = collate_windows([ds[i] for i in indices])
-            x, target = context_and_target(batch["fields"].to(ctx.device), cfg.input_frames)
+            window = batch["fields"][:, : cfg.input_frames + 1].to(ctx.device)
+            x, target, stats = model.training_pair(window)
             with _autocast(cfg, ctx.device):
-                pred = model(x, batch["field_indices"].tolist(), normalised=True)[:, -1:]
+                raw = model(x, batch["field_indices"].tolist(), normalised=True)
             if not real:
                 continue
-            pred = pred.float()
-            totals[0] += (pred - target).abs().mean(dim=(1, 2, 3, 4)).double().sum()
-            totals[1] += vrmse(pred, target, reduce="sample").double().sum()
+            mae = (raw[:, -1:].float() - target).abs().mean(dim=(1, 2, 3, 4))
+            totals[0] += mae.double().sum()
+            # metrics of the predicted frame 10 against the true one, both in normalised units
+            pred = model.frames_from_outputs(raw, x, stats)[:, -1:]
+            true = model.normalise(window, n_context=cfg.input_frames)[0][:, -1:].float()
+            totals[1] += vrmse(pred, true, reduce="sample").double().sum()
             totals[2] += pred.shape[0]
-            err, tru = shell_powers(pred[:, 0], target[:, 0])  # (B, C, shells)
+            err, tru = shell_powers(pred[:, 0], true[:, 0])  # (B, C, shells)
             batch_spectra = torch.stack([err.double().sum(0), tru.double().sum(0)])
             spectra = batch_spectra if spectra is None else spectra + batch_spectra
         if spectra is None:  # this rank had no real batch: contribute zeros

@@ -34,8 +34,8 @@ from physok.data.loaders import LOADER_KINDS, collate_windows
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
 from physok.metrics.vrmse import vrmse
+from physok.models.prediction_target import normalise_context
 from physok.models.tokeniser import Tokeniser, TokeniserConfig
-from physok.ops.rms_normalise import rms_normalise
 from physok.train import distributed as dist_utils
 from physok.train.common import (
     StageConfigMixin,
@@ -331,9 +331,12 @@ def scale_generator(seed: int, step: int) -> torch.Generator:
 
 
 # ---- one step ---------------------------------------------------------------------------------
-def normalised_input(fields: torch.Tensor, input_frames: int) -> torch.Tensor:
-    """Frames 1..input_frames of a (B, T, C, X, Y) window, RMS-normalised per sample and field."""
-    x, _ = rms_normalise(fields[:, :input_frames])
+def normalised_input(
+    fields: torch.Tensor, input_frames: int, normalisation: str = "rms"
+) -> torch.Tensor:
+    """Frames 1..input_frames of a (B, T, C, X, Y) window, normalised per sample and field by
+    their own statistics (the tokeniser's `normalisation`: "rms" or "zscore")."""
+    x, _ = normalise_context(fields[:, :input_frames], normalisation, "frame")
     return x
 
 
@@ -360,7 +363,7 @@ def train_step(
     """
     cfg, dev = stage.cfg, stage.ctx.device
     fields = batch["fields"].to(dev, non_blocking=True)
-    x = normalised_input(fields, cfg.input_frames)
+    x = normalised_input(fields, cfg.input_frames, stage.tokeniser.config.normalisation)
     # A list, not a tensor: DDP/FSDP move tensor arguments to the GPU, and the tokeniser's
     # index checks would then synchronise the device; a list is checked on the host.
     idx = batch["field_indices"].tolist()
@@ -389,7 +392,9 @@ def count_forward_backward(
     """The model work of one step (forward + loss + backward) on this rank, without DDP hooks or
     an optimiser step: what FLOP counting measures. Leaves gradients that `train_step` clears."""
     cfg, dev = stage.cfg, stage.ctx.device
-    x = normalised_input(batch["fields"].to(dev), cfg.input_frames)
+    x = normalised_input(
+        batch["fields"].to(dev), cfg.input_frames, stage.tokeniser.config.normalisation
+    )
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp and dev.type == "cuda"):
         recon = stage.tokeniser(x, batch["field_indices"].tolist(), scales=scales)
     reconstruction_loss(recon, x).backward()
@@ -416,7 +421,9 @@ def validate(stage: Stage) -> dict[str, float]:
         )
         total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
         for batch in loader:
-            x = normalised_input(batch["fields"].to(ctx.device), cfg.input_frames)
+            x = normalised_input(
+                batch["fields"].to(ctx.device), cfg.input_frames, tok.config.normalisation
+            )
             idx = batch["field_indices"]
             with torch.autocast(
                 "cuda", torch.bfloat16, enabled=cfg.amp and ctx.device.type == "cuda"

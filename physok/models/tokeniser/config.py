@@ -14,6 +14,11 @@ from typing import Any
 from physok.data.registry import FieldRegistry
 
 UPSAMPLING = ("depth_to_space", "transposed")
+# How inputs are normalised per sample and field before the tokeniser (physok.data.normalise):
+# part of what the weights mean, so it travels with them in the config.
+NORMALISATIONS = ("rms", "zscore")
+# Which (temporal, spatial) pair per depth a training forward uses (physok.models.tokeniser.scales)
+SCALE_POLICIES = ("flexible", "fixed", "mixed")
 KERNEL_RESIZE = ("pinv", "interpolate")
 BACKENDS = ("auto", "triton", "reference")
 
@@ -45,6 +50,15 @@ class TokeniserConfig:
     # plain (area) interpolation of the kernel.
     kernel_resize: str = "pinv"
     norm_groups: int = 8
+    # Input normalisation: "rms" (the paper: divide by the RMS) or "zscore" (mean removed, divide
+    # by the standard deviation). Old checkpoints without the key are "rms".
+    normalisation: str = "rms"
+    # Training scales: "flexible" (the paper: one pair per depth drawn uniformly at every forward),
+    # "fixed" (always the eval scales) or "mixed" (the eval scales with probability
+    # eval_scale_prob, else a uniform draw: flexible, but the evaluated combination is trained
+    # often; uniform draws meet a given combination of the paper's sets in 1 of 16 forwards).
+    scale_policy: str = "flexible"
+    eval_scale_prob: float = 0.5
     # Which implementation the convolutions use (physok.ops.backend).
     kernel_backend: str = "auto"
 
@@ -108,6 +122,16 @@ class TokeniserConfig:
             raise bad("kernel_resize", f"must be one of {KERNEL_RESIZE}")
         if self.norm_groups < 1:
             raise bad("norm_groups", "must be >= 1")
+        if self.normalisation not in NORMALISATIONS:
+            raise bad(
+                "normalisation", f"must be one of {NORMALISATIONS}, got {self.normalisation!r}"
+            )
+        if self.scale_policy not in SCALE_POLICIES:
+            raise bad(
+                "scale_policy", f"must be one of {SCALE_POLICIES}, got {self.scale_policy!r}"
+            )
+        if not 0.0 <= self.eval_scale_prob <= 1.0:
+            raise bad("eval_scale_prob", f"must be in [0, 1], got {self.eval_scale_prob}")
         if self.kernel_backend not in BACKENDS:
             raise bad("kernel_backend", f"must be one of {BACKENDS}")
 

@@ -13,7 +13,20 @@ Scales = tuple[tuple[int, int], ...]
 
 
 def sample_scales(config: TokeniserConfig, generator: torch.Generator | None = None) -> Scales:
-    """Draw one temporal and one spatial factor uniformly per depth (Table 7)."""
+    """The scales of one training forward under `config.scale_policy`: "flexible" draws one
+    temporal and one spatial factor uniformly per depth (Table 7), "fixed" is the eval scales,
+    "mixed" is the eval scales with probability `eval_scale_prob`, else a flexible draw."""
+    if config.scale_policy == "fixed":
+        return config.eval_scales
+    if config.scale_policy == "mixed":
+        # drawn whatever the outcome, so the generator advances the same way every forward
+        u = float(torch.rand((), generator=generator))
+        drawn = _uniform_scales(config, generator)
+        return config.eval_scales if u < config.eval_scale_prob else drawn
+    return _uniform_scales(config, generator)
+
+
+def _uniform_scales(config: TokeniserConfig, generator: torch.Generator | None) -> Scales:
     out = []
     for ts, ss in zip(config.temporal_scales, config.spatial_scales, strict=True):
         i = int(torch.randint(len(ts), (1,), generator=generator))
