@@ -31,6 +31,7 @@ from physok.train.rollout_stage import RolloutTrainConfig
 from physok.train.tokeniser_stage import TokeniserTrainConfig
 
 DOWNSTREAM = "euler_multi_quadrants_periodicBC"
+BASELINES = ("unet",)  # trained baselines (physok.baselines)
 # Out-of-domain mixture. The paper's: Rayleigh-Bénard, active matter and shear flow. physok has
 # no active-matter generator, so the embedded default mixes the other generated datasets.
 OUT_OF_DOMAIN_PAPER = ("rayleigh_benard", "active_matter", "shear_flow")
@@ -50,6 +51,7 @@ _OWNED = {
         "tokeniser_strategy",
     ),
     "evaluation": ("seed", "device"),
+    "unet": ("data_dir", "dataset", "run_dir", "seed", "device", "progress", "wall_clock_s"),
 }
 
 
@@ -59,7 +61,8 @@ class ExperimentConfig(StageConfigMixin):
 
     # `--set tokeniser.KEY` etc. collect into the per-stage mappings below (config_overrides)
     NESTED_OVERRIDES: ClassVar[dict[str, str]] = {
-        prefix: prefix[:-1] for prefix in ("tokeniser.", "rollout.", "evaluation.", "model.")
+        prefix: prefix[:-1]
+        for prefix in ("tokeniser.", "rollout.", "evaluation.", "model.", "unet.")
     }
 
     name: str = "fast"
@@ -80,6 +83,14 @@ class ExperimentConfig(StageConfigMixin):
     evaluation: dict[str, Any] = field(default_factory=dict)
     model: dict[str, Any] = field(default_factory=dict)  # tokeniser architecture, both stages
     seed: int = 0
+    # Independent repetitions: seeds seed, seed + 1, ..., each with its own tokenisers, conditions
+    # and baseline (the data stay those of `seed`); results report the spread across them.
+    seeds: int = 1
+    # Trained baselines beside the conditions ("unet": the_well's UNetClassic in pixel space,
+    # trained on the downstream data for the no-pretraining condition's downstream wall-clock);
+    # persistence and linear extrapolation are always evaluated.
+    baselines: tuple[str, ...] = ("unet",)
+    unet: dict[str, Any] = field(default_factory=dict)  # UNetTrainConfig overrides
     device: str = "auto"
     cost_steps: int = 2_100  # Table 4: wall-clock per this many steps (the paper's epoch)
     progress: bool = True
@@ -138,45 +149,77 @@ class ExperimentConfig(StageConfigMixin):
     def tokeniser_datasets(self, source: str) -> tuple[str, ...]:
         return (self.downstream,) if source == "in_domain" else tuple(self.out_of_domain)
 
-    def tokeniser_run_dir(self, source: str) -> Path:
-        return self.run_dir / f"tokeniser_{source}"
+    def seed_list(self) -> tuple[int, ...]:
+        """The seeds run: `seed` first (whose runs keep the unsuffixed folders, so adding seeds
+        to a finished single-seed experiment reuses it), then seed + 1, ..."""
+        return tuple(self.seed + i for i in range(self.seeds))
 
-    def rollout_run_dir(self, condition: str) -> Path:
-        return self.run_dir / f"rollout_{condition}"
+    def _suffix(self, seed: int | None) -> str:
+        return "" if seed is None or seed == self.seed else f"_seed{seed}"
+
+    def tokeniser_run_dir(self, source: str, seed: int | None = None) -> Path:
+        return self.run_dir / f"tokeniser_{source}{self._suffix(seed)}"
+
+    def rollout_run_dir(self, condition: str, seed: int | None = None) -> Path:
+        return self.run_dir / f"rollout_{condition}{self._suffix(seed)}"
+
+    def baseline_run_dir(self, baseline: str, seed: int | None = None) -> Path:
+        return self.run_dir / f"baseline_{baseline}{self._suffix(seed)}"
 
     def _model_assignments(self) -> list[str]:
         return [f"model.{k}={json.dumps(v)}" for k, v in self.model.items()]
 
-    def tokeniser_config(self, source: str) -> TokeniserTrainConfig:
-        """The pretraining stage of `source` ("in_domain" | "out_of_domain")."""
+    def tokeniser_config(self, source: str, seed: int | None = None) -> TokeniserTrainConfig:
+        """The pretraining stage of `source` ("in_domain" | "out_of_domain") for `seed`
+        (None: the experiment's `seed`)."""
         cfg = TokeniserTrainConfig.preset_named(self.preset)
         cfg = _apply(cfg, self.tokeniser, "tokeniser", self._model_assignments())
         return dataclasses.replace(
             cfg,
             data_dir=self.data_dir,
             datasets=self.tokeniser_datasets(source),
-            run_dir=str(self.tokeniser_run_dir(source)),
-            seed=self.seed,
+            run_dir=str(self.tokeniser_run_dir(source, seed)),
+            seed=self.seed if seed is None else seed,
             device=self.device,
             progress=self.progress,
         )
 
-    def rollout_config(self, condition: str) -> RolloutTrainConfig:
-        """Rollout training of `condition` (same budget and seed for every condition)."""
+    def rollout_config(self, condition: str, seed: int | None = None) -> RolloutTrainConfig:
+        """Rollout training of `condition` for `seed` (same budget and seed for every
+        condition; the tokeniser is the one pretrained with the same seed)."""
         c = get_condition(condition)
         cfg = RolloutTrainConfig.preset_named(self.preset)
         cfg = _apply(cfg, self.rollout, "rollout", self._model_assignments())
-        source = None if c.tokeniser is None else str(self.tokeniser_run_dir(c.tokeniser))
+        source = None if c.tokeniser is None else str(self.tokeniser_run_dir(c.tokeniser, seed))
         return dataclasses.replace(
             cfg,
             data_dir=self.data_dir,
             datasets=(self.downstream,),
-            run_dir=str(self.rollout_run_dir(condition)),
+            run_dir=str(self.rollout_run_dir(condition, seed)),
             tokeniser_checkpoint=source,
             tokeniser_strategy=c.strategy,
-            seed=self.seed,
+            seed=self.seed if seed is None else seed,
             device=self.device,
             progress=self.progress,
+        )
+
+    def unet_config(self, wall_clock_s: float, seed: int | None = None) -> Any:
+        """The U-Net baseline for `seed`, trained for `wall_clock_s` seconds: the
+        no-pretraining condition's downstream training time (a step cap is `unet.max_steps`,
+        none by default)."""
+        from physok.baselines.unet_training import UNetTrainConfig
+
+        cfg = UNetTrainConfig(max_steps=None, wall_clock_s=wall_clock_s)
+        cfg = _apply(cfg, self.unet, "unet", [])
+        return dataclasses.replace(
+            cfg,
+            data_dir=self.data_dir,
+            dataset=self.downstream,
+            run_dir=str(self.baseline_run_dir("unet", seed)),
+            seed=self.seed if seed is None else seed,
+            device=self.device,
+            progress=self.progress,
+            wall_clock_s=wall_clock_s,
         )
 
     def eval_config(self) -> EvalConfig:
@@ -206,6 +249,15 @@ class ExperimentConfig(StageConfigMixin):
                 f"out_of_domain {list(self.out_of_domain)} includes the downstream dataset "
                 f"{self.downstream}: out-of-domain pretraining must not see it"
             )
+        if self.seeds < 1:
+            raise ConfigError(f"--seeds {self.seeds}: give a number of seeds >= 1")
+        if self.seed < 0:
+            raise ConfigError(f"--seed {self.seed}: seeds must be >= 0")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ConfigError(
+                f"baselines: unknown {unknown}; choose from {list(BASELINES)} (or [] for none)"
+            )
         if self.cost_steps < 1:
             raise ConfigError(f"cost_steps must be >= 1, got {self.cost_steps}")
         for stage in ("tokeniser", "rollout"):
@@ -226,6 +278,8 @@ class ExperimentConfig(StageConfigMixin):
             self.tokeniser_config(source).validate()
         for c in self.conditions:
             self.rollout_config(c).validate()
+        if "unet" in self.baselines:
+            self.unet_config(60.0)  # the overrides, checked before any training
         try:
             self.eval_config().validate()
         except ValueError as e:

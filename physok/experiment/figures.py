@@ -159,6 +159,32 @@ def _shared_legend(fig: Figure, handles: dict[str, Any]) -> None:
         )
 
 
+_BASELINE_STYLES = (
+    ("#888888", (0, (1, 2))),
+    ("#444444", (0, (4, 2))),
+    ("#b07aa1", (0, (6, 2, 1, 2))),
+)
+
+
+def _baseline_rollouts(results: dict, with_rollout: list) -> list[tuple[str, dict]]:
+    """(key, entry) of every baseline with a rollout; results of schema 1 held only
+    persistence, inside each condition."""
+    found = [
+        (k, e)
+        for k, e in (results.get("baselines") or {}).items()
+        if isinstance(e, dict) and isinstance(e.get("rollout"), dict)
+    ]
+    if found or results.get("baselines"):
+        return found
+    ref = next(
+        (c["rollout"].get("persistence") for _, _, c in with_rollout),
+        None,
+    )
+    if not ref:
+        return []
+    return [("persistence", {"label": "Persistence (repeat last frame)", "rollout": ref})]
+
+
 def plot_rollout_horizons(results: dict, path: Path) -> Path:
     """Figure 3 analogue: rollout VRMSE per horizon (grouped bars) and per step (lines)."""
     fig = _new_figure(14.0, 5.0)
@@ -218,32 +244,27 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
         )
         handles.setdefault(_label(ckey, cond), line)
         lines_drawn = True
-    # the reference forecast "repeat the last context frame" (same windows for every condition)
-    ref = next(
-        (
-            c["rollout"]["persistence"]
-            for _, _, c in with_rollout
-            if c["rollout"].get("persistence")
-        ),
-        None,
-    )
-    if ref:
+    # the baselines (same windows for every condition) as reference lines
+    for b_i, (bkey, entry) in enumerate(_baseline_rollouts(results, with_rollout)):
+        color, dash = _BASELINE_STYLES[b_i % len(_BASELINE_STYLES)]
+        label = entry.get("label", bkey)
+        ref = entry["rollout"]
         pts = [(s + 1, _num(v)) for s, v in enumerate(ref.get("per_step_vrmse") or [])]
         pts = [(s, v) for s, v in pts if v is not None]
         if pts:
             (line,) = ax_line.plot(
                 [p[0] for p in pts],
                 [p[1] for p in pts],
-                color="#888888",
-                linestyle=(0, (1, 2)),
+                color=color,
+                linestyle=dash,
                 linewidth=1.4,
-                label="Persistence (repeat last frame)",
+                label=label,
             )
-            handles.setdefault("Persistence (repeat last frame)", line)
+            handles.setdefault(label, line)
         for h_i, h in enumerate(horizons):
             v = _num((ref.get("horizons") or {}).get(h))
             if v is not None:
-                ax_bar.hlines(v, h_i - 0.42, h_i + 0.42, colors="#888888", linestyles="dotted")
+                ax_bar.hlines(v, h_i - 0.42, h_i + 0.42, colors=color, linestyles=dash)
     for h in horizons[:-1]:  # horizon boundaries, e.g. 1-2 | 3-6 | 7-18
         last = h.rsplit("-", 1)[-1]
         if last.isdigit():

@@ -9,6 +9,7 @@ side with the run's.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -186,13 +187,42 @@ def _label(results: dict, key: str) -> str:
     return CONDITIONS[key].label if key in CONDITIONS else key
 
 
-def _vrmse(results: dict, key: str) -> tuple[float | None, float | None]:
-    stat = _get(results, "conditions", key, "next_frame", "vrmse")
+def _seed_count(results: dict) -> int:
+    seeds = results.get("seeds")
+    return len(seeds) if isinstance(seeds, list) else 1
+
+
+def spread_kind(results: dict) -> str:
+    """"seeds" when the run has several seeds (their spread is what a claim must beat), else
+    "subsets" (the spread over validation subsets of one seed's models)."""
+    return "seeds" if _seed_count(results) > 1 else "subsets"
+
+
+def _vrmse(
+    results: dict, key: str, section: str = "conditions"
+) -> tuple[float | None, float | None]:
+    """Next-frame VRMSE (mean, std) of a condition (or a baseline, `section="baselines"`): over
+    seeds when there are several, else over the validation subsets of the one seed."""
+    entry = _get(results, section, key) or {}
+    if spread_kind(results) == "seeds" and _get(entry, "across_seeds", "vrmse"):
+        stat = _get(entry, "across_seeds", "vrmse")
+    else:
+        stat = _get(entry, "next_frame", "vrmse")
     return _num(_get(stat, "mean")), _num(_get(stat, "std"))
 
 
+def _horizon(results: dict, key: str, h: str, section: str = "conditions") -> tuple[Any, Any]:
+    """Rollout VRMSE (mean, std or None) of horizon `h`: over seeds when there are several."""
+    entry = _get(results, section, key) or {}
+    if spread_kind(results) == "seeds" and _get(entry, "across_seeds", "horizons", h):
+        stat = _get(entry, "across_seeds", "horizons", h)
+        return _num(_get(stat, "mean")), _num(_get(stat, "std"))
+    return _num(_get(entry, "rollout", "horizons", h)), None
+
+
 def _spread_test(results: dict, a: str, b: str) -> tuple[bool | None, float | None]:
-    """Does |VRMSE_a − VRMSE_b| exceed 2·sqrt(std_a² + std_b²) (subset-to-subset spread)?"""
+    """Does |VRMSE_a − VRMSE_b| exceed 2·sqrt(std_a² + std_b²)? The std is across seeds when
+    the run has several, else over validation subsets (`spread_kind`)."""
     va, sa = _vrmse(results, a)
     vb, sb = _vrmse(results, b)
     if va is None or vb is None or sa is None or sb is None:
@@ -245,13 +275,12 @@ def compare(results: dict) -> dict:
                 for r in NEPS_RANGES
             },
             "horizon_change_pct": {
-                h: _pct_change(
-                    _get(cond, "rollout", "horizons", h), _get(base, "rollout", "horizons", h)
-                )
+                h: _pct_change(_horizon(results, key, h)[0], _horizon(results, BASELINE, h)[0])
                 for h in horizons
             },
             "difference_exceeds_subset_spread": exceeds,
             "subset_spread_threshold": threshold,
+            "spread_kind": spread_kind(results),
             "direction": direction,
             "paper_vrmse": PAPER_REFERENCE["vrmse"].get(key),
             "paper_vrmse_change_pct": PAPER_REFERENCE["vrmse_change_pct"].get(key),
@@ -276,10 +305,8 @@ def compare(results: dict) -> dict:
 
     # the paper's §3.3 finding concerns the longest horizon (steps 7-18)
     longest = horizons[-1]
-    frozen_h = _num(_get(results, "conditions", "in_domain_frozen", "rollout", "horizons", longest))
-    train_h = _num(
-        _get(results, "conditions", "in_domain_trainable", "rollout", "horizons", longest)
-    )
+    frozen_h = _horizon(results, "in_domain_frozen", longest)[0]
+    train_h = _horizon(results, "in_domain_trainable", longest)[0]
     ood_frozen = change_of("out_of_domain_frozen")
     steps = {k: _num(_get(results, "conditions", k, "training", "steps")) for k in keys}
     head_steps = [steps.get(BASELINE), steps.get(head)] if head else []
@@ -312,6 +339,9 @@ def compare(results: dict) -> dict:
             None if frozen_h is None or train_h is None else frozen_h < train_h
         ),
     }
+    answer["spread_kind"] = spread_kind(results)
+    answer["seeds"] = _seed_count(results)
+    answer["ordering"] = _ordering(results, per_condition)
     return {
         "baseline": BASELINE,
         "baseline_vrmse": base_v,
@@ -319,8 +349,71 @@ def compare(results: dict) -> dict:
         "conditions": per_condition,
         "ranking": ranking,
         "answer": answer,
+        "versus_baselines": versus_baselines(results),
         "paper": PAPER_REFERENCE,
     }
+
+
+# the paper's ordering of the fully trainable conditions, best first
+PAPER_ORDERING = ("in_domain_trainable", "out_of_domain_trainable", "no_pretraining")
+
+
+def _ordering(results: dict, per_condition: dict) -> dict[str, Any]:
+    """Does in-domain < out-of-domain trainable < no pretraining hold, and is each step of it
+    separated by more than the spread (2·sqrt(s1² + s2²), across seeds when there are several)?"""
+    present = [k for k in PAPER_ORDERING if _vrmse(results, k)[0] is not None]
+    if len(present) < len(PAPER_ORDERING):
+        return {"conditions": list(PAPER_ORDERING), "holds": None, "separated": None}
+    pairs = []
+    for better, worse in itertools.pairwise(PAPER_ORDERING):
+        vb, sb = _vrmse(results, better)
+        vw, sw = _vrmse(results, worse)
+        threshold = None if sb is None or sw is None else 2.0 * math.sqrt(sb * sb + sw * sw)
+        pairs.append(
+            {
+                "better": better,
+                "worse": worse,
+                "difference": vw - vb,
+                "threshold": threshold,
+                "holds": vb < vw,
+                "separated": None if threshold is None else (vw - vb) > threshold,
+            }
+        )
+    separated = [p["separated"] for p in pairs]
+    return {
+        "conditions": list(PAPER_ORDERING),
+        "pairs": pairs,
+        "holds": all(p["holds"] for p in pairs),
+        "separated": None if None in separated else all(separated),
+        "spread_kind": spread_kind(results),
+    }
+
+
+def versus_baselines(results: dict) -> dict[str, Any]:
+    """Every condition's next-frame VRMSE and rollout horizons as ratios to each baseline
+    (persistence, linear extrapolation, the trained ones): < 1 means the condition is better."""
+    out: dict[str, Any] = {}
+    horizons = horizon_keys(results)
+    for b in results.get("baselines") or {}:
+        vb = _vrmse(results, b, "baselines")[0]
+        per = {}
+        for key in _condition_keys(results):
+            v = _vrmse(results, key)[0]
+            ratio = None if v is None or vb is None or vb == 0 else v / vb
+            hz = {}
+            for h in horizons:
+                a, r = _horizon(results, key, h)[0], _horizon(results, b, h, "baselines")[0]
+                hz[h] = None if a is None or r is None or r == 0 else a / r
+            per[key] = {
+                "vrmse_ratio": ratio,
+                "beats": None if ratio is None else ratio < 1.0,
+                "horizon_ratio": hz,
+                "beats_every_horizon": None
+                if None in hz.values() or not hz
+                else all(x < 1.0 for x in hz.values()),
+            }
+        out[b] = {"label": _get(results, "baselines", b, "label") or b, "vrmse": vb, "per": per}
+    return out
 
 
 # ----------------------------------------------------------------------------- report sections
@@ -339,31 +432,82 @@ def _persistence(results: dict, part: str) -> dict:
     return {}
 
 
+def _baselines(results: dict) -> dict[str, dict]:
+    """The run's baselines; results of schema 1 held only persistence, inside each condition."""
+    found = results.get("baselines")
+    if isinstance(found, dict) and found:
+        return found
+    ref = _persistence(results, "next_frame")
+    if not ref:
+        return {}
+    return {
+        "persistence": {
+            "label": PERSISTENCE_LABEL,
+            "kind": "reference",
+            "next_frame": ref,
+            "rollout": _persistence(results, "rollout"),
+        }
+    }
+
+
 def _context_paragraph(results: dict) -> str | None:
-    """How the numbers compare with persistence and with the tokeniser's reconstruction."""
-    ref = _num(_get(_persistence(results, "next_frame"), "vrmse", "mean"))
-    if ref is None:
+    """How the conditions compare with what a user would use instead: the baselines."""
+    baselines = _baselines(results)
+    if not baselines:
         return None
+    if "baselines" not in results:  # schema 1: only persistence, inside the conditions
+        results = {**results, "baselines": baselines}
+    vs = versus_baselines(results)
     keys = _condition_keys(results)
-    values = {k: _vrmse(results, k)[0] for k in keys}
-    beat = [k for k, v in values.items() if v is not None and v < ref]
+    parts = []
+    for b, entry in vs.items():
+        vb = entry["vrmse"]
+        beat = [k for k in keys if entry["per"].get(k, {}).get("beats")]
+        label = entry["label"]
+        training = _get(results, "baselines", b, "training") or {}
+        if training.get("steps") is not None:
+            label += (
+                f", {_fmt_count(training.get('steps'))} steps in "
+                f"{fmt_seconds(training.get('wall_clock_s'))} s"
+            )
+        text = f"{label}: next-frame VRMSE {fmt_metric(vb)}; "
+        text += f"{len(beat)} of {len(keys)} conditions beat it"
+        text += " (" + ", ".join(_label(results, k) for k in beat) + ")" if beat else ""
+        parts.append(text)
     text = (
-        f"For scale: repeating the last context frame (persistence) scores next-frame VRMSE "
-        f"{fmt_metric(ref)} on the same windows; {len(beat)} of {len(values)} conditions beat it"
+        "Against what a user would use instead, on the same windows: " + "; ".join(parts) + "."
     )
-    text += " (" + ", ".join(_label(results, k) for k in beat) + ")." if beat else "."
+    head = "in_domain_trainable" if "in_domain_trainable" in keys else None
+    if head is not None:
+        rows = []
+        for b, entry in vs.items():
+            per = entry["per"].get(head) or {}
+            every = per.get("beats_every_horizon")
+            ratio = per.get("vrmse_ratio")
+            if ratio is None:
+                continue
+            rows.append(
+                f"{ratio:.2f}× {_get(results, 'baselines', b, 'label') or b}"
+                + (
+                    ""
+                    if every is None
+                    else f" ({'below it' if every else 'not below it'} at every rollout horizon)"
+                )
+            )
+        if rows:
+            text += " In-domain, trainable next-frame VRMSE is " + "; ".join(rows) + "."
     tok = _get(results, "tokenisers", "in_domain", "val_vrmse")
     if isinstance(tok, dict) and tok:
         recon = _num(np.mean([v for v in tok.values() if v is not None]))
         text += (
             f" The in-domain tokeniser reconstructs validation windows at VRMSE "
-            f"{fmt_metric(recon)} after its pretraining; every prediction passes through a "
-            "tokeniser's decoder, which rollout training goes on to train."
+            f"{fmt_metric(recon)} after its pretraining."
         )
-    if not beat:
+    persist = (vs.get("persistence") or {}).get("per") or {}
+    if persist and not any(v.get("beats") for v in persist.values()):
         text += (
-            " With persistence ahead of every condition, the models here are still early in "
-            "training; the paper's numbers come from 10,500 rollout steps and more."
+            " With persistence ahead of every condition, the models here have not learned to "
+            "forecast: read the comparison between conditions as one between untrained models."
         )
     return text
 
@@ -398,24 +542,32 @@ def _answer_paragraphs(results: dict, comp: dict) -> list[str]:
             steps_txt = "At the end of rollout training (step counts not recorded), "
         verb = "lowered" if ans["in_domain_lowers_vrmse"] else "did not lower"
         kind = "fully trainable" if head == "in_domain_trainable" else "mostly frozen"
+        seeds = ans.get("seeds") or 1
+        over = f"mean over {seeds} seeds" if seeds > 1 else "one seed"
         text = (
-            f"{steps_txt}in-domain tokeniser pretraining ({kind}) **{verb}** next-frame VRMSE "
-            f"compared with no pretraining: {fmt_metric(c['vrmse'])} vs {fmt_metric(base_v)} "
-            f"({fmt_pct(c['vrmse_change_pct'])})."
+            f"{steps_txt}in-domain tokeniser pretraining ({kind}) {verb} next-frame VRMSE "
+            f"compared with no pretraining ({over}): {fmt_metric(c['vrmse'])} vs "
+            f"{fmt_metric(base_v)} ({fmt_pct(c['vrmse_change_pct'])})."
         )
         exceeds = ans["difference_exceeds_subset_spread"]
+        spread = "across seeds" if ans.get("spread_kind") == "seeds" else "over validation subsets"
         if exceeds is None:
             text += (
-                " There is no subset spread to compare with (not recorded, or every subset"
-                " was the whole split), so its significance is unknown."
+                " There is no spread to compare with (one seed and every subset the whole"
+                " split, or not recorded), so its significance is unknown."
             )
         else:
             text += (
                 f" The difference {'exceeds' if exceeds else 'does not exceed'} the spread "
-                f"over validation subsets (2·sqrt(s1² + s2²) = "
-                f"{fmt_metric(ans['subset_spread_threshold'])}, with subset std "
+                f"{spread} (2·sqrt(s1² + s2²) = "
+                f"{fmt_metric(ans['subset_spread_threshold'])}, with std "
                 f"{fmt_metric(c['vrmse_std'])} and {fmt_metric(base_s)})."
             )
+            if ans.get("spread_kind") != "seeds":
+                text += (
+                    " With one seed this spread only measures which validation windows were"
+                    " drawn, not how much another training run would differ (`--seeds 3`)."
+                )
         p_change = paper["vrmse_change_pct"][head]
         p_v = paper["vrmse"][head]
         agreement = (
@@ -466,6 +618,20 @@ def _answer_paragraphs(results: dict, comp: dict) -> list[str]:
                 "pretraining; the paper finds it worse)"
             )
         sentences.append("Out-of-domain pretraining: " + "; ".join(parts) + ".")
+    order = ans.get("ordering") or {}
+    if order.get("holds") is not None:
+        spread = "across seeds" if order.get("spread_kind") == "seeds" else "over subsets"
+        sep = order.get("separated")
+        s = (
+            "The paper's ordering in-domain < out-of-domain trainable < no pretraining "
+            + ("holds" if order["holds"] else "does not hold")
+        )
+        if order["holds"] and sep is not None:
+            s += (
+                f", {'each step separated' if sep else 'not every step separated'} by more "
+                f"than the spread {spread}"
+            )
+        sentences.append(s + ".")
     if comp["ranking"]:
         ranked = [
             f"({i}) {_label(results, k)} {fmt_metric(_vrmse(results, k)[0])}"
@@ -509,6 +675,32 @@ def _setup_section(results: dict) -> list[str]:
             f"- **Tokeniser pretraining, {tok.get('label', key)}:** {ds}; "
             f"{_fmt_count(tok.get('steps'))} steps{reused}"
         )
+    model = results.get("model") or {}
+    if model:
+        policy = model.get("scale_policy", "n/a")
+        if policy == "mixed":
+            policy += f" (eval scales with probability {model.get('eval_scale_prob')})"
+        lines.append(
+            f"- **Model choices (every condition):** prediction target `{model.get('target')}`, "
+            f"input normalisation `{model.get('normalisation')}`, tokeniser training scales "
+            f"`{policy}`, eval scales {model.get('eval_scales')}, rollout lr "
+            f"{model.get('rollout_lr')} (batch {model.get('rollout_batch_size')}), tokeniser lr "
+            f"{model.get('tokeniser_lr')}"
+        )
+    if _seed_count(results) > 1:
+        lines.append(
+            f"- **Seeds:** {results.get('seeds')}: each seed pretrains its own tokenisers and "
+            "trains every condition and baseline (the data are the same); tables give the mean "
+            "± std across seeds"
+        )
+    for b, entry in (results.get("baselines") or {}).items():
+        t = entry.get("training") or {}
+        if t:
+            lines.append(
+                f"- **Baseline {entry.get('label', b)}:** {_fmt_count(t.get('steps'))} steps in "
+                f"{fmt_seconds(t.get('wall_clock_s'))} s (budget {fmt_seconds(t.get('budget_s'))}"
+                " s, the no-pretraining condition's rollout-training wall-clock)"
+            )
     keys = _condition_keys(results)
     if keys:
         steps = ", ".join(
@@ -581,6 +773,17 @@ def _cost_section(results: dict) -> list[str]:
         lines.append(
             row(f"Rollout training: {_label(results, key)}", cond.get("training") or {}, params)
         )
+    for b, entry in (results.get("baselines") or {}).items():
+        t = entry.get("training")
+        if t:
+            p = entry.get("params") or {}
+            lines.append(
+                row(
+                    f"Baseline: {entry.get('label', b)}",
+                    {**t, "median_step_s": t.get("median_step_s")},
+                    f"{_fmt_count(p.get('trainable'))} / {_fmt_count(p.get('total'))}",
+                )
+            )
     env = results.get("environment") or {}
     res = _get(results, "data", "resolution")
     res_txt = "×".join(str(r) for r in res) if isinstance(res, list) and res else "unrecorded"
@@ -597,13 +800,24 @@ def _cost_section(results: dict) -> list[str]:
     return lines
 
 
+def _vrmse_cell(results: dict, key: str, section: str = "conditions") -> str:
+    mean, std = _vrmse(results, key, section)
+    return _fmt_mean_std({"mean": mean, "std": std})
+
+
 def _quality_section(results: dict, comp: dict) -> list[str]:
+    spread = (
+        f"mean ± std across {_seed_count(results)} seeds"
+        if spread_kind(results) == "seeds"
+        else "mean ± std over validation subsets, one seed"
+    )
     lines = [
         "## Table 5 analogue — quality",
         "",
-        "Next-frame prediction on the validation split (lower is better).",
+        f"Next-frame prediction on the validation split (lower is better; VRMSE {spread}; "
+        "NEPS of the first seed).",
         "",
-        "| Condition | VRMSE (mean ± std) | Δ vs no pretraining | Paper VRMSE | NEPS low "
+        "| Condition | VRMSE | Δ vs no pretraining | Paper VRMSE | NEPS low "
         "| NEPS mid | NEPS high |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -621,14 +835,15 @@ def _quality_section(results: dict, comp: dict) -> list[str]:
         )
         neps = " | ".join(fmt_neps(_get(nf, "neps", r, "mean")) for r in NEPS_RANGES)
         lines.append(
-            f"| {_label(results, key)} | {_fmt_mean_std(nf.get('vrmse'))} | {delta} | "
+            f"| {_label(results, key)} | {_vrmse_cell(results, key)} | {delta} | "
             f"{paper_txt} | {neps} |"
         )
-    ref = _persistence(results, "next_frame")
-    if ref:
-        neps = " | ".join(fmt_neps(_get(ref, "neps", r, "mean")) for r in NEPS_RANGES)
+    bres = {**results, "baselines": _baselines(results)}
+    for b, entry in bres["baselines"].items():
+        nf = entry.get("next_frame") or {}
+        neps = " | ".join(fmt_neps(_get(nf, "neps", r, "mean")) for r in NEPS_RANGES)
         lines.append(
-            f"| *{PERSISTENCE_LABEL}* | {_fmt_mean_std(ref.get('vrmse'))} | — | — | {neps} |"
+            f"| *{entry.get('label', b)}* | {_vrmse_cell(bres, b, 'baselines')} | — | — | {neps} |"
         )
     lines += [
         "",
@@ -658,13 +873,17 @@ def _rollout_section(results: dict, comp: dict) -> list[str]:
     lines = [
         "## Long rollouts",
         "",
-        "Autoregressive rollout VRMSE by horizon (prediction steps), Δ vs no pretraining.",
+        "Autoregressive rollout VRMSE by horizon (prediction steps), Δ vs no pretraining"
+        + (
+            f"; mean ± std across {_seed_count(results)} seeds."
+            if spread_kind(results) == "seeds"
+            else "; one seed."
+        ),
         "",
         f"| Condition | {head} |",
         "|---|" + "---:|" * (2 * len(horizons)),
     ]
     for key in _condition_keys(results):
-        hz = _get(results, "conditions", key, "rollout", "horizons") or {}
         cells = []
         for h in horizons:
             delta = (
@@ -672,14 +891,16 @@ def _rollout_section(results: dict, comp: dict) -> list[str]:
                 if key == BASELINE
                 else fmt_pct(_get(comp, "conditions", key, "horizon_change_pct", h))
             )
-            cells += [fmt_metric(hz.get(h)), delta]
+            mean, std = _horizon(results, key, h)
+            cells += [_fmt_mean_std({"mean": mean, "std": std}), delta]
         lines.append(f"| {_label(results, key)} | {' | '.join(cells)} |")
-    ref = _persistence(results, "rollout")
-    if ref:
+    bres = {**results, "baselines": _baselines(results)}
+    for b, entry in bres["baselines"].items():
         cells = []
         for h in horizons:
-            cells += [fmt_metric(_get(ref, "horizons", h)), "—"]
-        lines.append(f"| *{PERSISTENCE_LABEL}* | {' | '.join(cells)} |")
+            mean, std = _horizon(bres, b, h, "baselines")
+            cells += [_fmt_mean_std({"mean": mean, "std": std}), "—"]
+        lines.append(f"| *{entry.get('label', b)}* | {' | '.join(cells)} |")
     notes = []
     for key in _condition_keys(results):
         for note in _get(results, "conditions", key, "rollout", "notes") or []:

@@ -44,13 +44,18 @@ from physok import __version__
 from physok import checkpoint as ckpt_io
 from physok.atomic_io import write_json_atomic
 from physok.data.errors import DataError
-from physok.experiment.conditions import CONDITION_ORDER, get_condition, tokenisers_needed
+from physok.experiment.conditions import (
+    BASELINE,
+    CONDITION_ORDER,
+    get_condition,
+    tokenisers_needed,
+)
 from physok.experiment.config import ExperimentConfig
 from physok.train import distributed as dist_utils
 from physok.train.common import METRICS_FILE
 from physok.train.config_overrides import ConfigError
 
-SCHEMA = "physok.experiment/1"
+SCHEMA = "physok.experiment/2"
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
 EXPERIMENT_FILE = "experiment.json"
@@ -62,6 +67,12 @@ EVAL_CACHE_VERSION = 4
 # does not make a finished stage or a recorded experiment "different".
 RUNTIME_KEYS = ("progress", "device", "num_workers", "loader", "compile")
 TOKENISER_LABELS = {"in_domain": "In-domain", "out_of_domain": "Out-of-domain"}
+# Reference forecasts every evaluation computes on the same windows (physok.evaluate)
+REFERENCE_FORECASTS = {
+    "persistence": "Persistence (repeat the last context frame)",
+    "linear_extrapolation": "Linear extrapolation (2·f₉ − f₈)",
+}
+TRAINED_BASELINES = {"unet": "U-Net (the_well's UNetClassic), same downstream wall-clock"}
 
 
 @dataclass
@@ -254,13 +265,15 @@ def _run_stage(train_fn: Any, stage_cfg: Any, kind: str) -> bool:
     return False
 
 
-def pretrain_tokenisers(cfg: ExperimentConfig, *, main: bool) -> dict[str, dict[str, Any]]:
-    """Pretrain (or reuse) the tokenisers the conditions need."""
+def pretrain_tokenisers(
+    cfg: ExperimentConfig, *, main: bool, seed: int | None = None
+) -> dict[str, dict[str, Any]]:
+    """Pretrain (or reuse) the tokenisers the conditions need, for `seed`."""
     from physok.train import tokeniser_stage
 
     out = {}
     for source in tokenisers_needed(cfg.conditions):
-        stage_cfg = cfg.tokeniser_config(source)
+        stage_cfg = cfg.tokeniser_config(source, seed)
         _say(f"\n==> tokeniser pretraining, {source.replace('_', '-')}: "
              f"{', '.join(stage_cfg.datasets)} ({stage_cfg.steps} steps)", main)  # fmt: skip
         reused = _run_stage(tokeniser_stage.train, stage_cfg, tokeniser_stage.CHECKPOINT_KIND)
@@ -271,6 +284,9 @@ def pretrain_tokenisers(cfg: ExperimentConfig, *, main: bool) -> dict[str, dict[
         out[source] = {
             "label": f"{TOKENISER_LABELS[source]} ({', '.join(stage_cfg.datasets)})",
             "datasets": list(stage_cfg.datasets),
+            "seed": stage_cfg.seed,
+            "normalisation": _get_model_key(stage_cfg.run_dir, "normalisation"),
+            "scale_policy": _get_model_key(stage_cfg.run_dir, "scale_policy"),
             "steps": log["steps"],
             "wall_clock_s": log["wall_clock_s"],
             "median_step_s": log["median_step_s"],
@@ -284,28 +300,41 @@ def pretrain_tokenisers(cfg: ExperimentConfig, *, main: bool) -> dict[str, dict[
     return out
 
 
+def _get_model_key(run_dir: str | Path, key: str) -> Any:
+    """A model-config value of a run's latest checkpoint (None when absent)."""
+    latest = ckpt_io.latest_checkpoint(Path(run_dir))
+    if latest is None:
+        return None
+    return (ckpt_io.read_checkpoint_config(latest).get("model_config") or {}).get(key)
+
+
 def _rollout_curve(val_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = ("val_vrmse", "val_mae", "val_neps_low", "val_neps_mid", "val_neps_high")
     return [{"step": r["step"], **{k: r.get(f"{k}_mean") for k in keys}} for r in val_records]
 
 
 def train_conditions(
-    cfg: ExperimentConfig, *, main: bool, retrained: tuple[str, ...] = ()
+    cfg: ExperimentConfig,
+    *,
+    main: bool,
+    retrained: tuple[str, ...] = (),
+    seed: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Rollout training under every condition (or reuse of finished runs). `retrained`: the
-    tokenisers trained by this invocation; a rollout run that already started from an earlier
-    version of one of them is stale and refused (its config still names the same path)."""
+    """Rollout training under every condition for `seed` (or reuse of finished runs).
+    `retrained`: the tokenisers trained by this invocation; a rollout run that already started
+    from an earlier version of one of them is stale and refused (its config still names the
+    same path)."""
     from physok.train import rollout_stage
 
     out = {}
     for name in cfg.conditions:
-        stage_cfg = cfg.rollout_config(name)
+        stage_cfg = cfg.rollout_config(name, seed)
         source = get_condition(name).tokeniser
         if source in retrained and ckpt_io.latest_checkpoint(stage_cfg.run_dir) is not None:
             raise ConfigError(
                 f"{stage_cfg.run_dir} was trained from an earlier {source} tokeniser than the one "
-                f"just trained in {cfg.tokeniser_run_dir(source)}; pass --force to redo the "
-                "experiment (or delete that rollout folder)"
+                f"just trained in {cfg.tokeniser_run_dir(source, seed)}; pass --force to redo "
+                "the experiment (or delete that rollout folder)"
             )
         _say(f"\n==> rollout training, {get_condition(name).label} ({stage_cfg.steps} steps)", main)
         reused = _run_stage(rollout_stage.train, stage_cfg, rollout_stage.CHECKPOINT_KIND)
@@ -334,11 +363,13 @@ def parameter_counts(model: torch.nn.Module, strategy: str) -> dict[str, int]:
     return {"total": total, "trainable": trainable}
 
 
-def evaluate_condition(cfg: ExperimentConfig, name: str, *, force: bool) -> dict[str, Any]:
+def evaluate_condition(
+    cfg: ExperimentConfig, name: str, *, force: bool, seed: int | None = None
+) -> dict[str, Any]:
     """Next-frame and rollout metrics of a condition's final checkpoint (cached in eval/)."""
     from physok.evaluate import evaluate_checkpoint, load_rollout_model
 
-    run_dir = cfg.rollout_run_dir(name)
+    run_dir = cfg.rollout_run_dir(name, seed)
     latest = ckpt_io.latest_checkpoint(run_dir)
     if latest is None:
         raise ConfigError(f"{run_dir} holds no checkpoint to evaluate; rerun the experiment")
@@ -353,7 +384,7 @@ def evaluate_condition(cfg: ExperimentConfig, name: str, *, force: bool) -> dict
         "dataset": cfg.downstream,
         "eval_config": eval_cfg.to_dict(),
     }
-    cache = cfg.run_dir / EVAL_DIR / f"{name}.json"
+    cache = cfg.run_dir / EVAL_DIR / f"{run_dir.name.removeprefix('rollout_')}.json"
     if cache.exists() and not force:
         try:
             saved = json.loads(cache.read_text())
@@ -369,6 +400,91 @@ def evaluate_condition(cfg: ExperimentConfig, name: str, *, force: bool) -> dict
     out = {
         **key,
         "params": params,
+        "next_frame": result["next_frame"],
+        "rollout": result["rollout"],
+    }
+    write_json_atomic(cache, _clean_floats(out))
+    return out
+
+
+def model_choices(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The modelling choices every condition shares (what the report's setup states)."""
+    rollout = cfg.rollout_config(BASELINE)
+    tok = rollout.tokeniser_config()
+    return {
+        "target": rollout.target,
+        "normalisation": tok.normalisation,
+        "scale_policy": tok.scale_policy,
+        "eval_scale_prob": tok.eval_scale_prob if tok.scale_policy == "mixed" else None,
+        "eval_scales": [list(p) for p in tok.eval_scales],
+        "rollout_lr": rollout.lr,
+        "rollout_batch_size": rollout.batch_size,
+        "tokeniser_lr": cfg.tokeniser_config("in_domain").lr,
+    }
+
+
+def train_baselines(
+    cfg: ExperimentConfig, seed: int, training: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Train (or reuse) the trained baselines of `seed`: the U-Net gets the no-pretraining
+    condition's downstream wall-clock."""
+    out: dict[str, dict[str, Any]] = {}
+    if "unet" in cfg.baselines:
+        from physok.baselines.unet_training import train_unet
+
+        budget = float(training[BASELINE]["wall_clock_s"])
+        unet_cfg = cfg.unet_config(budget, seed)
+        _say(f"\n==> baseline: U-Net, {budget:.0f} s of training (the no-pretraining budget)")
+        result = train_unet(unet_cfg)
+        if result.reused:
+            _say(f"    finished run reused: {unet_cfg.run_dir}")
+        out["unet"] = {
+            "steps": result.steps,
+            "wall_clock_s": result.wall_clock_s,
+            "budget_s": budget,
+            "stopped_by": result.stopped_by,
+            "final_loss": result.final_loss,
+            "checkpoint": str(result.checkpoint),
+            "run_dir": unet_cfg.run_dir,
+            "reused": result.reused,
+            "seed": seed,
+        }
+    return out
+
+
+def evaluate_baseline(
+    cfg: ExperimentConfig, key: str, *, seed: int, force: bool
+) -> dict[str, Any]:
+    """Next-frame and rollout metrics of a trained baseline (cached in eval/ like a condition)."""
+    from physok.baselines.unet import UNetForecaster
+    from physok.evaluate import evaluate_model
+
+    run_dir = cfg.baseline_run_dir(key, seed)
+    eval_cfg = cfg.eval_config()
+    weights = sorted(p for p in run_dir.rglob("*.safetensors"))
+    key_doc = {
+        "version": EVAL_CACHE_VERSION,
+        "baseline": key,
+        "weights_sha256": {str(p.relative_to(run_dir)): ckpt_io.file_sha256(p) for p in weights},
+        "dataset": cfg.downstream,
+        "eval_config": eval_cfg.to_dict(),
+    }
+    cache = cfg.run_dir / EVAL_DIR / f"{run_dir.name}.json"
+    if cache.exists() and not force:
+        try:
+            saved = json.loads(cache.read_text())
+            if {k: saved.get(k) for k in key_doc} == key_doc:
+                return saved
+        except json.JSONDecodeError:
+            pass
+    model = UNetForecaster.from_pretrained(run_dir)
+    params = sum(p.numel() for p in model.parameters())
+    result = evaluate_model(
+        model, cfg.data_dir, cfg.downstream, eval_cfg, where=run_dir, progress=cfg.progress
+    )
+    out = {
+        **key_doc,
+        "params": {"total": params, "trainable": params},
         "next_frame": result["next_frame"],
         "rollout": result["rollout"],
     }
@@ -392,34 +508,112 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
     }
 
 
+def _seed_summary(ev: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one seed's evaluation that the across-seed spread is taken over."""
+    nf, ro = ev.get("next_frame") or {}, ev.get("rollout") or {}
+    return {
+        "vrmse": (nf.get("vrmse") or {}).get("mean"),
+        "neps": {r: (v or {}).get("mean") for r, v in (nf.get("neps") or {}).items()},
+        "horizons": dict(ro.get("horizons") or {}),
+    }
+
+
+def _spread(values: list[Any]) -> dict[str, Any]:
+    """{"mean", "std" (sample, None for one value), "n", "values"}; None entries (a diverged
+    seed) make mean and std None: an average over the other seeds would hide them."""
+    finite = [v for v in values if isinstance(v, (int, float)) and v == v]
+    ok = len(finite) == len(values) and values
+    return {
+        "mean": statistics.fmean(finite) if ok else None,
+        "std": statistics.stdev(finite) if ok and len(finite) > 1 else None,
+        "n": len(values),
+        "values": values,
+    }
+
+
+def across_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread over seeds of next-frame VRMSE, NEPS and rollout horizons."""
+    summaries = [per_seed[s] for s in sorted(per_seed)]
+    horizons = [h for h in (summaries[0].get("horizons") or {})] if summaries else []
+    ranges = [r for r in (summaries[0].get("neps") or {})] if summaries else []
+    return {
+        "seeds": sorted(per_seed),
+        "vrmse": _spread([x.get("vrmse") for x in summaries]),
+        "neps": {r: _spread([(x.get("neps") or {}).get(r) for x in summaries]) for r in ranges},
+        "horizons": {
+            h: _spread([(x.get("horizons") or {}).get(h) for x in summaries]) for h in horizons
+        },
+    }
+
+
+def _with_seeds(entry: dict[str, Any], per_seed_eval: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    summaries = {seed: _seed_summary(ev) for seed, ev in per_seed_eval.items()}
+    entry["seeds"] = {str(seed): v for seed, v in summaries.items()}
+    entry["across_seeds"] = across_seeds(summaries)
+    return entry
+
+
 def assemble_results(
     cfg: ExperimentConfig,
     *,
     data: dict[str, Any],
-    tokenisers: dict[str, Any],
-    training: dict[str, Any],
-    evaluation: dict[str, Any],
+    trained: dict[int, dict[str, Any]],
+    evaluation: dict[int, dict[str, Any]],
+    baselines: dict[int, dict[str, Any]],
+    baseline_eval: dict[int, dict[str, Any]],
     device: torch.device,
     world_size: int,
     total_s: float,
     command: str | None,
 ) -> dict[str, Any]:
-    """The results.json document (schema "physok.experiment/1")."""
+    """The results.json document (schema "physok.experiment/2").
+
+    Every condition's entry holds the first seed's full evaluation (as schema 1 did), the
+    per-seed summaries ("seeds") and their spread ("across_seeds"); "baselines" holds the
+    reference forecasts (persistence, linear extrapolation, on the same windows) and the
+    trained baselines in the same shape as a condition.
+    """
     from physok.experiment.report import compare
 
+    first = cfg.seed
     conditions = {}
     for name in (c for c in CONDITION_ORDER if c in cfg.conditions):
         c = get_condition(name)
-        ev = evaluation[name]
-        conditions[name] = {
-            "label": c.label,
-            "tokeniser": c.tokeniser,
-            "strategy": c.strategy,
-            "params": ev["params"],
-            "training": training[name],
-            "next_frame": ev["next_frame"],
-            "rollout": ev["rollout"],
+        ev = evaluation[first][name]
+        conditions[name] = _with_seeds(
+            {
+                "label": c.label,
+                "tokeniser": c.tokeniser,
+                "strategy": c.strategy,
+                "params": ev["params"],
+                "training": trained[first]["training"][name],
+                "next_frame": ev["next_frame"],
+                "rollout": ev["rollout"],
+            },
+            {seed: evaluation[seed][name] for seed in evaluation},
+        )
+    ref_ev = evaluation[first][cfg.conditions[0]]
+    baseline_results: dict[str, Any] = {}
+    for key, label in REFERENCE_FORECASTS.items():
+        baseline_results[key] = {
+            "label": label,
+            "kind": "reference",
+            "next_frame": (ref_ev.get("next_frame") or {}).get(key),
+            "rollout": (ref_ev.get("rollout") or {}).get(key),
         }
+    for key in baselines[first]:
+        ev = baseline_eval[first][key]
+        baseline_results[key] = _with_seeds(
+            {
+                "label": TRAINED_BASELINES[key],
+                "kind": "trained",
+                "params": ev["params"],
+                "training": baselines[first][key],
+                "next_frame": ev["next_frame"],
+                "rollout": ev["rollout"],
+            },
+            {seed: baseline_eval[seed][key] for seed in baseline_eval},
+        )
     config = cfg.to_dict()
     if command:
         config["command"] = command
@@ -434,9 +628,15 @@ def assemble_results(
         "downstream_dataset": cfg.downstream,
         "cost_steps": cfg.cost_steps,
         "total_wall_clock_s": total_s,
+        "seeds": list(cfg.seed_list()),
+        "model": model_choices(cfg),
         "data": data,
-        "tokenisers": tokenisers,
+        "tokenisers": trained[first]["tokenisers"],
+        "tokenisers_by_seed": {
+            str(seed): t["tokenisers"] for seed, t in trained.items() if seed != first
+        },
         "conditions": conditions,
+        "baselines": baseline_results,
     }
     results = _clean_floats(results)
     results["comparison"] = _clean_floats(compare(results))
@@ -533,9 +733,14 @@ def run_experiment(
     _on_main(main, lambda: claim_run_dir(cfg, force=force))
     _say(f"==> data: {', '.join(cfg.datasets_needed())} in {cfg.data_dir}", main)
     data = _on_main(main, lambda: prepare_data(cfg, force=force))
-    tokenisers = pretrain_tokenisers(cfg, main=main)
-    retrained = tuple(k for k, t in tokenisers.items() if not t["reused"])
-    training = train_conditions(cfg, main=main, retrained=retrained)
+    trained: dict[int, dict[str, Any]] = {}
+    for seed in cfg.seed_list():
+        if cfg.seeds > 1:
+            _say(f"\n==> seed {seed} ({len(trained) + 1} of {cfg.seeds})", main)
+        tokenisers = pretrain_tokenisers(cfg, main=main, seed=seed)
+        retrained = tuple(k for k, t in tokenisers.items() if not t["reused"])
+        training = train_conditions(cfg, main=main, retrained=retrained, seed=seed)
+        trained[seed] = {"tokenisers": tokenisers, "training": training}
     world_size = dist_utils.get_world_size()
     # Training is over: every rank leaves the process group here and rank 0 evaluates alone.
     # Waiting ranks would otherwise sit in a collective for the whole evaluation, which at
@@ -544,15 +749,26 @@ def run_experiment(
     dist_utils.teardown(sync=False)
     if not main:
         return ExperimentOutcome(None, run_dir, None, None, {})
+    # the trained baselines run on rank 0 alone (a U-Net is small, and its wall-clock budget is
+    # the no-pretraining condition's)
+    baselines = {seed: train_baselines(cfg, seed, t["training"]) for seed, t in trained.items()}
     record_settings(cfg)  # every stage now holds a run made with these settings
     _say("\n==> evaluation: next-frame subsets and 18-step rollouts")
-    evaluation = {name: evaluate_condition(cfg, name, force=force) for name in cfg.conditions}
+    evaluation = {
+        seed: {c: evaluate_condition(cfg, c, force=force, seed=seed) for c in cfg.conditions}
+        for seed in trained
+    }
+    baseline_eval = {
+        seed: {b: evaluate_baseline(cfg, b, seed=seed, force=force) for b in baselines[seed]}
+        for seed in trained
+    }
     results = assemble_results(
         cfg,
         data=data,
-        tokenisers=tokenisers,
-        training=training,
+        trained=trained,
         evaluation=evaluation,
+        baselines=baselines,
+        baseline_eval=baseline_eval,
         device=ctx.device,
         world_size=world_size,
         total_s=time.perf_counter() - t0,
