@@ -1,6 +1,6 @@
 """Compile every physok Triton kernel for a GPU target offline: no GPU needed, nothing launched.
 
-How to run (from the repository root; the default 95 compiles take ~1-1.5 min on 2 cores):
+How to run (from the repository root; the default 105 compiles take ~1-1.5 min on 2 cores):
 
     python bench/compile_check.py                      # all kernels, bf16 + fp32, sm_90
     python bench/compile_check.py --only conv --dtypes bf16
@@ -33,9 +33,9 @@ versions whose private binder API differs.
 
 Problems (DESIGN.md §3/§8): causal conv layers at batch 2, 9 frames, channels_last_3d
 (16->16 3x3x3 at 512², 16->32 1x2x2 stride (1,2,2) at 512², 32->64 3x4x4 stride (2,4,4) at 256²,
-64->2048 3x3x3 at 16²) forward, dgrad, wgrad; RMS normalise / denormalise and their backward
-kernels on (2, 10, 5, 512, 512); spectral binning of (2, 10, 5, 512, 512) fields into the_well's
-3 bins (the spectra are fp32 for bf16 and fp32 inputs).
+64->2048 3x3x3 at 16²) forward, dgrad, wgrad; RMS and z-score normalise / denormalise and their
+backward kernels on (2, 10, 5, 512, 512); spectral binning of (2, 10, 5, 512, 512) fields into
+the_well's 3 bins (the spectra are fp32 for bf16 and fp32 inputs).
 
 TRITON_INTERPRET is removed from the environment before Triton is imported (the kernel modules
 then register their GPU variants, which import fine without CUDA). Compiles go to a fresh
@@ -214,6 +214,15 @@ def rms_launches(dtypes: list[Any]) -> list[Launch]:
                 "backward.normalise",
                 mod._affine_impl,
                 (fields, scales, fields, scales, N_CONTEXT, 0),
+            ),
+            # z-score: the same kernels' MOMENTS / ZSCORE / CENTRED variants.
+            ("zscore.normalise", mod.zscore_normalise, (fields, N_CONTEXT)),
+            ("zscore.denormalise", mod.zscore_denormalise, (fields, scales, scales)),
+            ("zscore.backward.field_sums", mod._field_sums_impl, (fields, fields, scales, t, 0)),
+            (
+                "zscore.backward.normalise",
+                mod._affine_impl,
+                (fields, scales, fields, scales, N_CONTEXT, 0, scales, scales),
             ),
         ]
         for step, run, run_args in steps:

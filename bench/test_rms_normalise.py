@@ -1,12 +1,14 @@
-"""RMS normalisation: the fused Triton kernels vs the torch reference vs a plain copy, on GPU.
+"""RMS and z-score normalisation: the fused Triton kernels vs the torch reference vs a plain
+copy, on GPU.
 
-Run: pytest bench/ --benchmark-only -k rms. Real size: B=2, T=10, C=5, 512x512, scales from the
-9 context frames, bf16 and fp32. Every callable synchronises CUDA before returning. `extra_info`:
-GB_per_s = useful bytes / time (normalise reads the context frames once for the scales, then
-reads and writes every element: (9/10 + 2) x the tensor; denormalise and the copy read and write
-it once: 2 x), and copy_fraction = GB_per_s / the bandwidth of `x.clone()` on the same tensor
-(DESIGN.md §8 target: >= 0.8 for normalise). The copy itself is an entry of each group too.
-Skipped without CUDA (the interpreter says nothing about GPU speed).
+Run: pytest bench/ --benchmark-only -k rms (all of this file; -k zscore for the z-score ones).
+Real size: B=2, T=10, C=5, 512x512, statistics from the 9 context frames, bf16 and fp32. Every
+callable synchronises CUDA before returning. `extra_info`: GB_per_s = useful bytes / time
+(normalise reads the context frames once for the statistics, then reads and writes every
+element: (9/10 + 2) x the tensor, for RMS and z-score alike; denormalise and the copy read and
+write it once: 2 x), and copy_fraction = GB_per_s / the bandwidth of `x.clone()` on the same
+tensor (DESIGN.md §8 target: >= 0.8 for normalise). The copy itself is an entry of each group
+too. Skipped without CUDA (the interpreter says nothing about GPU speed).
 """
 
 from __future__ import annotations
@@ -41,7 +43,16 @@ def case(request: pytest.FixtureRequest) -> dict:
     nbytes = x.numel() * x.element_size()
     copy_gbps = 2 * nbytes / cuda_seconds(x.clone) / 1e9
     _, scales = reference.rms_normalise(x, N_CONTEXT)
-    return {"name": request.param, "x": x, "scales": scales, "nbytes": nbytes, "copy": copy_gbps}
+    _, mean, std = reference.zscore_normalise(x, N_CONTEXT)
+    return {
+        "name": request.param,
+        "x": x,
+        "scales": scales,
+        "mean": mean,
+        "std": std,
+        "nbytes": nbytes,
+        "copy": copy_gbps,
+    }
 
 
 def _record(benchmark, fn: Callable[[], object], case: dict, group: str, bytes_moved: float):
@@ -106,3 +117,59 @@ def test_denormalise_reference(benchmark, case: dict) -> None:
 
 def test_denormalise_copy(benchmark, case: dict) -> None:
     _record(benchmark, case["x"].clone, case, "rms_denormalise", 2 * case["nbytes"])
+
+
+def test_zscore_normalise_triton(benchmark, case: dict) -> None:
+    from physok_kernels.rms_normalise import zscore_normalise
+
+    x = case["x"]
+    _record(
+        benchmark,
+        lambda: zscore_normalise(x, N_CONTEXT),
+        case,
+        "zscore_normalise",
+        _normalise_bytes(case),
+    )
+
+
+def test_zscore_normalise_reference(benchmark, case: dict) -> None:
+    x = case["x"]
+    _record(
+        benchmark,
+        lambda: reference.zscore_normalise(x, N_CONTEXT),
+        case,
+        "zscore_normalise",
+        _normalise_bytes(case),
+    )
+
+
+def test_zscore_normalise_copy(benchmark, case: dict) -> None:
+    _record(benchmark, case["x"].clone, case, "zscore_normalise", 2 * case["nbytes"])
+
+
+def test_zscore_denormalise_triton(benchmark, case: dict) -> None:
+    from physok_kernels.rms_normalise import zscore_denormalise
+
+    x, m, s = case["x"], case["mean"], case["std"]
+    _record(
+        benchmark,
+        lambda: zscore_denormalise(x, m, s),
+        case,
+        "zscore_denormalise",
+        2 * case["nbytes"],
+    )
+
+
+def test_zscore_denormalise_reference(benchmark, case: dict) -> None:
+    x, m, s = case["x"], case["mean"], case["std"]
+    _record(
+        benchmark,
+        lambda: reference.zscore_denormalise(x, m, s),
+        case,
+        "zscore_denormalise",
+        2 * case["nbytes"],
+    )
+
+
+def test_zscore_denormalise_copy(benchmark, case: dict) -> None:
+    _record(benchmark, case["x"].clone, case, "zscore_denormalise", 2 * case["nbytes"])

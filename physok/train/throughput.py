@@ -76,6 +76,9 @@ ZERO_FLOP_OPS = frozenset(
         "physok::rms_field_dot",
         "physok::rms_affine",
         "physok::rms_denormalise",
+        "physok::zscore_normalise",
+        "physok::zscore_field_sums",
+        "physok::zscore_denormalise",
         "physok::binned_spectral_power",
         "physok_native::binned_spectral_power",
     }
