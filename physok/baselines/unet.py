@@ -11,7 +11,8 @@ Data flow of `UNetForecaster` (context (B, T >= 9, C, X, Y), physical units):
 - statistics from all `context_frames` (9) context frames, per sample and field: the z-score
   mean and std (`physok.ops.rms_normalise.zscore_normalise`), and the delta scale s_Δ, the RMS
   of frame-to-frame changes over the context in z-scored units, floored at
-  `DELTA_SCALE_FLOOR` (a field that does not move over the context would otherwise make any
+  `DELTA_SCALE_FLOOR` (the emulator's delta target's own function and floor, so a still field
+  is treated alike by both; a field that does not move over the context would otherwise make any
   later change an arbitrarily large target);
 - input: the last `n_input` (4, as The Well's benchmarks) z-scored frames stacked along
   channels, (B, n_input * C, X, Y); the earlier context frames enter only through the
@@ -47,14 +48,12 @@ from physok.baselines.extrapolation import (
     out_dtype,
     slide_rollout,
 )
+from physok.models.prediction_target import delta_scale
 from physok.ops.rms_normalise import zscore_normalise
 
 CHECKPOINT_KIND = "unet_baseline"
 N_INPUT = 4  # context frames the U-Net sees, as in The Well's benchmarks
 POOLING_FACTOR = 16  # UNetClassic's four 2x max-pools
-# Floor of s_Δ in z-scored units (a field's spread is 1 there); the emulator's delta target uses
-# the same floor, so a still field is treated alike by both.
-DELTA_SCALE_FLOOR = 1e-3
 
 _MODELS_PKG = "the_well.benchmark.models"
 _MODULES = (f"{_MODELS_PKG}.common", f"{_MODELS_PKG}.unet_classic")
@@ -249,8 +248,7 @@ class UNetForecaster(nn.Module):
         check_resolution(context.shape[3:], f"{who} input")
         window = context[:, -self.context_frames :].to(out_dtype(context))
         z, _, std = zscore_normalise(window)  # statistics over all context frames
-        s_delta = (z[:, 1:] - z[:, :-1]).square().mean(dim=(1, 3, 4)).sqrt()
-        s_delta = s_delta.clamp_min(DELTA_SCALE_FLOOR)
+        s_delta = delta_scale(z)  # the emulator's delta units (physok.models.prediction_target)
         param = next(self.unet.parameters())
         x = z[:, -self.n_input :].flatten(1, 2).to(param.dtype)
         return NetworkInputs(x, window[:, -1], std * s_delta)

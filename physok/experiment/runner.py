@@ -659,32 +659,43 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _summary_row(label: str, nf: dict, ro: dict, change: float | None) -> str:
-    neps, h = nf["neps"], ro.get("horizons", {})
+def _summary_row(label: str, vrmse: Any, neps: dict, horizons: dict, change: Any) -> str:
     return (
-        f"  {label:<30} {_fmt(nf['vrmse']['mean']):>7} "
+        f"  {label:<30} {_fmt(vrmse):>7} "
         f"{('' if change is None else f'{change:+.0f}%'):>8} "
-        f"{_fmt(neps['low']['mean'], '.3g'):>9} {_fmt(neps['mid']['mean'], '.3g'):>7} "
-        f"{_fmt(neps['high']['mean'], '.3g'):>7} {_fmt(h.get('1-2')):>9} "
-        f"{_fmt(h.get('3-6')):>6} {_fmt(h.get('7-18')):>6}"
+        f"{_fmt(neps.get('low'), '.3g'):>9} {_fmt(neps.get('mid'), '.3g'):>7} "
+        f"{_fmt(neps.get('high'), '.3g'):>7} {_fmt(horizons.get('1-2')):>9} "
+        f"{_fmt(horizons.get('3-6')):>6} {_fmt(horizons.get('7-18')):>6}"
     )
 
 
+def _summary_numbers(entry: dict, seeds: bool) -> tuple[Any, dict, dict]:
+    """(VRMSE, NEPS means, horizons) of a condition or baseline: across seeds when several."""
+    nf, ro = entry.get("next_frame") or {}, entry.get("rollout") or {}
+    neps = {r: (v or {}).get("mean") for r, v in (nf.get("neps") or {}).items()}
+    across = entry.get("across_seeds")
+    if seeds and across:
+        hz = {h: v.get("mean") for h, v in (across.get("horizons") or {}).items()}
+        return across["vrmse"]["mean"], neps, hz
+    return (nf.get("vrmse") or {}).get("mean"), neps, ro.get("horizons") or {}
+
+
 def print_summary(results: dict[str, Any], outcome: ExperimentOutcome) -> None:
-    """The end-of-run summary: one line per condition and where the outputs are."""
+    """The end-of-run summary: one line per condition and baseline, and where the outputs are."""
     comp = results.get("comparison", {})
     changes = comp.get("conditions", {}) if isinstance(comp, dict) else {}
+    seeds = len(results.get("seeds") or [0]) > 1
     print(f"\nexperiment {results['name']} finished in {results['total_wall_clock_s']:.0f} s")
+    if seeds:
+        print(f"  means over seeds {results['seeds']}")
     header = f"  {'condition':<30} {'VRMSE':>7} {'vs none':>8} {'NEPS low':>9} {'mid':>7} "
     print(header + f"{'high':>7} {'roll 1-2':>9} {'3-6':>6} {'7-18':>6}")
     for name, c in results["conditions"].items():
         change = (changes.get(name) or {}).get("vrmse_change_pct")
-        print(_summary_row(c["label"], c["next_frame"], c["rollout"], change))
-    first = next(iter(results["conditions"].values()), None) or {}
-    ref_nf = (first.get("next_frame") or {}).get("persistence")
-    ref_ro = (first.get("rollout") or {}).get("persistence")
-    if ref_nf and ref_ro:
-        print(_summary_row("(persistence: repeat frame 9)", ref_nf, ref_ro, None))
+        print(_summary_row(c["label"], *_summary_numbers(c, seeds), change))
+    for key, b in (results.get("baselines") or {}).items():
+        label = {"persistence": "(persistence)", "linear_extrapolation": "(linear extrapolation)"}
+        print(_summary_row(label.get(key, f"({key} baseline)"), *_summary_numbers(b, seeds), None))
     answer = comp.get("answer") if isinstance(comp, dict) else None
     if isinstance(answer, dict) and answer.get("in_domain_trainable_change_pct") is not None:
         verdict = "lowered" if answer.get("in_domain_lowers_vrmse") else "did not lower"

@@ -167,6 +167,7 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--data-dir",
         dest="experiment_data_dir",
+        metavar="DIR",
         help="where generated datasets go (default: data)",
     )
     g.add_argument("--runs-dir", help="parent of the experiment folder (default: runs)")
@@ -176,8 +177,20 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
         help="comma-separated subset of the conditions (default: all five; no_pretraining "
         "is always needed)",
     )
-    g.add_argument("--seed", dest="experiment_seed", type=int, help="seed of every stage")
-    g.add_argument("--device", dest="experiment_device", help="auto | cpu | cuda | cuda:N")
+    g.add_argument(
+        "--seed", dest="experiment_seed", metavar="SEED", type=int, help="seed of every stage"
+    )
+    g.add_argument(
+        "--seeds",
+        dest="experiment_seeds",
+        metavar="N",
+        type=int,
+        help="repeat the experiment with seeds SEED, SEED+1, ..., SEED+N-1 (own tokenisers, "
+        "conditions and baselines per seed; the report gives the spread across seeds)",
+    )
+    g.add_argument(
+        "--device", dest="experiment_device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N"
+    )
     g.add_argument(
         "--force",
         action="store_true",
@@ -388,6 +401,7 @@ def experiment_config_from_args(args: argparse.Namespace):  # -> ExperimentConfi
         ("runs_dir", "runs_dir"),
         ("name", "name"),
         ("experiment_seed", "seed"),
+        ("experiment_seeds", "seeds"),
         ("experiment_device", "device"),
     ):
         if getattr(args, option) is not None:
@@ -439,6 +453,7 @@ def _uses_experiment_options(args: argparse.Namespace) -> bool:
                 "name",
                 "conditions",
                 "experiment_seed",
+                "experiment_seeds",
                 "experiment_device",
             )
         )

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from physok.baselines import UNetConfig, UNetForecaster, load_unet_classic
-from physok.baselines.unet import DELTA_SCALE_FLOOR, NetworkInputs
+from physok.baselines.unet import NetworkInputs
 from physok.checkpoint import CheckpointError
 from physok.data.normalise import field_mean_std
+from physok.models.prediction_target import DELTA_SCALE_FLOOR
 
 MODELS_PKG = "the_well.benchmark.models"
 SUBMODULES = (f"{MODELS_PKG}.common", f"{MODELS_PKG}.unet_classic")

@@ -78,7 +78,7 @@ def _results(tmp: Path) -> dict:
 def test_miniature_experiment_writes_every_artefact(mini_run: Path) -> None:
     run = mini_run / "runs" / "mini"
     results = _results(mini_run)
-    assert results["schema"] == "physok.experiment/1"
+    assert results["schema"] == "physok.experiment/2"
     assert list(results["conditions"]) == list(CONDITIONS)
     assert set(results["tokenisers"]) == {"in_domain", "out_of_domain"}
     assert results["tokenisers"]["out_of_domain"]["datasets"] == [OOD]

@@ -121,8 +121,9 @@ def test_physical_units_round_trip() -> None:
         y = model(x, IDX)
         y_scaled = model(x * c, IDX)
         torch.testing.assert_close(y_scaled, y * c, rtol=1e-10, atol=0)
-        xn, rms = RolloutModel.normalise(x)
+        xn, stats = model.normalise(x)
         yn = model(xn, IDX, normalised=True)
+        rms = stats.scale
         torch.testing.assert_close(y, yn * rms[:, None, :, None, None], rtol=1e-12, atol=0)
         roll = model.rollout(x, 2, IDX)
         torch.testing.assert_close(model.rollout(x * c, 2, IDX), roll * c, rtol=1e-9, atol=0)
