@@ -59,6 +59,11 @@ def _check(normalisation: str, target: str | None = None) -> None:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
 
 
+def _acc(t: torch.Tensor) -> torch.Tensor:
+    """float32 or wider (bf16 autocast outputs are widened; float64 stays float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 def _bc(stat: torch.Tensor) -> torch.Tensor:
     return stat[:, None, :, None, None]  # (B, C) -> (B, 1, C, 1, 1)
 
@@ -67,7 +72,7 @@ def delta_scale(x: torch.Tensor) -> torch.Tensor:
     """RMS over time and space of x[:, t] - x[:, t-1] (B, T >= 2, C, X, Y) -> (B, C), floored."""
     if x.shape[1] < 2:
         raise ValueError(f"the delta target needs >= 2 context frames, got {x.shape[1]}")
-    d = x[:, 1:].float() - x[:, :-1].float()
+    d = _acc(x[:, 1:]) - _acc(x[:, :-1])
     return d.square().mean(dim=(1, 3, 4)).sqrt().clamp_min(DELTA_SCALE_FLOOR)
 
 
@@ -106,7 +111,7 @@ def outputs_to_frames(
     `context` must be the normalised frames the outputs were computed from (the same T).
     """
     _check(stats.normalisation, target)
-    out = outputs.float()
+    out = _acc(outputs)
     if target == "frame":
         return out
     if stats.delta_scale is None:
@@ -115,7 +120,7 @@ def outputs_to_frames(
         raise ValueError(
             f"outputs cover {out.shape[1]} frames but the context has {context.shape[1]}"
         )
-    return context.float() + _bc(stats.delta_scale) * out
+    return _acc(context) + _bc(stats.delta_scale) * out
 
 
 def target_in_output_units(
@@ -127,4 +132,4 @@ def target_in_output_units(
     _check(stats.normalisation, target)
     if target == "frame":
         return next_frames
-    return (next_frames.float() - last_frames.float()) / _bc(stats.delta_scale)
+    return (_acc(next_frames) - _acc(last_frames)) / _bc(stats.delta_scale)

@@ -38,7 +38,9 @@ def _model(target: str, normalisation: str, seed: int = 0) -> RolloutModel:
         eval_scales=((1, 2), (2, 2), (1, 2)),
         normalisation=normalisation,
     )
-    proc = ProcessorConfig(latent_channels=6, dim=16, depth=2, heads=2, mlp_hidden=32, norm_groups=2)
+    proc = ProcessorConfig(
+        latent_channels=6, dim=16, depth=2, heads=2, mlp_hidden=32, norm_groups=2
+    )
     model = RolloutModel(Tokeniser(tok), Processor(proc), T, target)
     return model.to(torch.float64).eval()
 
