@@ -92,6 +92,9 @@ class ExperimentConfig(StageConfigMixin):
     baselines: tuple[str, ...] = ("unet",)
     unet: dict[str, Any] = field(default_factory=dict)  # UNetTrainConfig overrides
     device: str = "auto"
+    # intra-op CPU threads (physok.train.threads): 0 = every available core (split between CPU
+    # ranks); results depend on the count, which results.json records
+    threads: int = 0
     cost_steps: int = 2_100  # Table 4: wall-clock per this many steps (the paper's epoch)
     progress: bool = True
 
@@ -258,6 +261,8 @@ class ExperimentConfig(StageConfigMixin):
             raise ConfigError(
                 f"baselines: unknown {unknown}; choose from {list(BASELINES)} (or [] for none)"
             )
+        if self.threads < 0:
+            raise ConfigError(f"--threads {self.threads}: give a count >= 1, or 0 for automatic")
         if self.cost_steps < 1:
             raise ConfigError(f"cost_steps must be >= 1, got {self.cost_steps}")
         for stage in ("tokeniser", "rollout"):

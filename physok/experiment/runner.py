@@ -54,6 +54,7 @@ from physok.experiment.config import ExperimentConfig
 from physok.train import distributed as dist_utils
 from physok.train.common import METRICS_FILE
 from physok.train.config_overrides import ConfigError
+from physok.train.threads import apply_threads
 
 SCHEMA = "physok.experiment/2"
 RESULTS_FILE = "results.json"
@@ -565,6 +566,7 @@ def assemble_results(
     world_size: int,
     total_s: float,
     command: str | None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """The results.json document (schema "physok.experiment/2").
 
@@ -623,7 +625,11 @@ def assemble_results(
         "preset": cfg.preset,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "physok_version": __version__,
-        "environment": environment(device, world_size),
+        "environment": {
+            **environment(device, world_size),
+            "threads": threads if threads is not None else torch.get_num_threads(),
+            "thread_policy": "auto (every available core)" if cfg.threads == 0 else "set",
+        },
         "config": config,
         "downstream_dataset": cfg.downstream,
         "cost_steps": cfg.cost_steps,
@@ -739,6 +745,7 @@ def run_experiment(
     t0 = time.perf_counter()
     ctx = dist_utils.init_distributed(cfg.device)
     main = ctx.is_main
+    threads = apply_threads(cfg.threads, ctx.world_size, ctx.device.type)
     run_dir = cfg.run_dir
     _on_main(main, lambda: check_data_dir(cfg))  # before --force deletes anything
     _on_main(main, lambda: claim_run_dir(cfg, force=force))
@@ -775,6 +782,7 @@ def run_experiment(
     }
     results = assemble_results(
         cfg,
+        threads=threads,
         data=data,
         trained=trained,
         evaluation=evaluation,

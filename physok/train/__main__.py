@@ -192,6 +192,14 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
         "--device", dest="experiment_device", metavar="DEVICE", help="auto | cpu | cuda | cuda:N"
     )
     g.add_argument(
+        "--threads",
+        dest="experiment_threads",
+        metavar="N",
+        type=int,
+        help="intra-op CPU threads (default: every available core; 1 on a shared machine); "
+        "numbers repeat exactly only with the same count",
+    )
+    g.add_argument(
         "--force",
         action="store_true",
         help="redo every stage (deletes RUNS_DIR/NAME first; matching generated data is kept)",
@@ -402,6 +410,7 @@ def experiment_config_from_args(args: argparse.Namespace):  # -> ExperimentConfi
         ("name", "name"),
         ("experiment_seed", "seed"),
         ("experiment_seeds", "seeds"),
+        ("experiment_threads", "threads"),
         ("experiment_device", "device"),
     ):
         if getattr(args, option) is not None:
@@ -454,6 +463,7 @@ def _uses_experiment_options(args: argparse.Namespace) -> bool:
                 "conditions",
                 "experiment_seed",
                 "experiment_seeds",
+                "experiment_threads",
                 "experiment_device",
             )
         )

@@ -119,17 +119,35 @@ def test_miniature_experiment_writes_every_artefact(mini_run: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
         assert rel in report
     assert results["config"]["command"].startswith("python -m physok.train --fast")
+    # baselines on the same windows: the reference forecasts and the U-Net trained for the
+    # no-pretraining condition's downstream wall-clock
+    base = results["baselines"]
+    assert set(base) == {"persistence", "linear_extrapolation", "unet"}
+    persist = results["conditions"]["no_pretraining"]["next_frame"]["persistence"]
+    assert base["persistence"]["next_frame"] == persist
+    unet = base["unet"]
+    budget = results["conditions"]["no_pretraining"]["training"]["wall_clock_s"]
+    assert unet["training"]["budget_s"] == pytest.approx(budget)
+    assert unet["training"]["steps"] >= 1 and unet["training"]["stopped_by"] == "wall_clock"
+    assert unet["next_frame"]["vrmse"]["mean"] > 0
+    assert set(unet["rollout"]["horizons"]) == {"1-2", "3-6", "7-18"}
+    assert (run / "baseline_unet").is_dir()
+    for text in ("Linear extrapolation", "U-Net"):
+        assert text in report
+    assert results["environment"]["threads"] >= 1
+    assert results["model"]["target"] in ("frame", "delta")
+    assert results["seeds"] == [0]
 
 
 def test_rerun_reuses_finished_stages(mini_run: Path, capsys: pytest.CaptureFixture) -> None:
     before = _results(mini_run)
     evals = sorted((mini_run / "runs" / "mini" / "eval").glob("*.json"))
-    assert len(evals) == 5
+    assert len(evals) == 6  # five conditions and the U-Net
     stamps = {p: p.stat().st_mtime_ns for p in evals}
     assert main(_argv(mini_run)) == 0
     assert {p: p.stat().st_mtime_ns for p in evals} == stamps  # evaluations came from the cache
     out = capsys.readouterr().out
-    assert out.count("finished run reused") == 7  # 2 tokenisers + 5 conditions
+    assert out.count("finished run reused") == 8  # 2 tokenisers + 5 conditions + the U-Net
     after = _results(mini_run)
     assert all(t["reused"] for t in after["tokenisers"].values())
     assert all(c["training"]["reused"] for c in after["conditions"].values())
@@ -247,3 +265,33 @@ def test_a_retrained_tokeniser_makes_dependent_rollouts_stale(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "rollout_in_domain_frozen" in err and "earlier in_domain tokeniser" in err
+
+
+def test_more_seeds_reuse_the_first_and_report_the_spread(
+    mini_run: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--seeds 2 on a finished one-seed experiment: seed 0's runs are reused as they are, seed 1
+    trains its own tokenisers, conditions and U-Net, and the numbers are aggregated across seeds."""
+    before = _results(mini_run)
+    assert main(_argv(mini_run, "--seeds", "2")) == 0
+    out = capsys.readouterr().out
+    assert "seed 1 (2 of 2)" in out and "means over seeds [0, 1]" in out
+    results = _results(mini_run)
+    run = mini_run / "runs" / "mini"
+    assert results["seeds"] == [0, 1]
+    for name, cond in results["conditions"].items():
+        assert (run / f"rollout_{name}_seed1" / "checkpoints").is_dir()
+        # seed 0 is the earlier run, reused: same numbers
+        assert cond["next_frame"] == before["conditions"][name]["next_frame"]
+        per_seed = [cond["seeds"][s]["vrmse"] for s in ("0", "1")]
+        assert per_seed[0] == before["conditions"][name]["next_frame"]["vrmse"]["mean"]
+        spread = cond["across_seeds"]["vrmse"]
+        assert spread["n"] == 2 and spread["values"] == per_seed
+        assert spread["mean"] == pytest.approx(sum(per_seed) / 2)
+        assert spread["std"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / 2**0.5)
+        assert set(cond["across_seeds"]["horizons"]) == {"1-2", "3-6", "7-18"}
+    assert results["baselines"]["unet"]["across_seeds"]["vrmse"]["n"] == 2
+    assert (run / "baseline_unet_seed1").is_dir()
+    assert (run / "tokeniser_in_domain_seed1").is_dir()
+    report = (run / "report.md").read_text()
+    assert "across 2 seeds" in report and "spread across seeds" in report
