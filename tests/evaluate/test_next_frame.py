@@ -57,6 +57,8 @@ def _hand_metrics(model: RolloutModel, ds: WellWindowDataset, index: int) -> dic
         "persist_spectra": _spectra(
             (fields[0, 8].double() - true[0].double()) / rms, true[0].double() / rms
         ),
+        # linear extrapolation: 2 * frame 9 - frame 8
+        "linear": vrmse(2 * fields[:, 8:9] - fields[:, 7:8], true[:, None]).numpy(),
     }
 
 
@@ -114,6 +116,7 @@ def test_metrics_equal_an_independent_loop(
         close(out["neps"][r], want)
         close(out["well_nmse"][r], expect("well", col))
     close(out["persistence"]["vrmse"], expect("persist"))
+    close(out["linear_extrapolation"]["vrmse"], expect("linear"))
     persist = [
         [{"spectra": (per[i]["persist_spectra"][0], per[i]["spectra"][1])} for i in s]
         for s in chosen
@@ -129,9 +132,25 @@ def test_metrics_equal_an_independent_loop(
     assert (out["split"], out["subsets"], out["subset_size"]) == ("valid", 3, 4)
     assert out["windows"] == len(union) and out["notes"] == []
     assert set(out) == {
-        "split", "vrmse", "neps", "well_nmse", "vrmse_per_field", "persistence", "subsets",
-        "subset_size", "windows", "notes",
+        "split", "vrmse", "neps", "well_nmse", "vrmse_per_field", "persistence",
+        "linear_extrapolation", "subsets", "subset_size", "windows", "notes",
     }  # fmt: skip
+
+
+def test_a_parameter_free_forecaster_is_evaluated_like_a_model(
+    model: RolloutModel, valid_set: WellWindowDataset
+) -> None:
+    """Any forecaster goes through the same protocol: LinearExtrapolation evaluated as the
+    model gives the numbers every evaluation reports for it as a reference."""
+    from physok.baselines import LinearExtrapolation
+
+    cfg = EvalConfig(subsets=2, subset_size=4, seed=3, batch_size=4, device="cpu")
+    as_model = evaluate_next_frame(LinearExtrapolation(), valid_set, cfg, progress=False)
+    as_reference = evaluate_next_frame(model, valid_set, cfg, progress=False)
+    want = as_reference["linear_extrapolation"]
+    assert as_model["vrmse"]["mean"] == pytest.approx(want["vrmse"]["mean"], rel=1e-5)
+    for r in ("low", "mid", "high"):
+        assert as_model["neps"][r]["mean"] == pytest.approx(want["neps"][r]["mean"], rel=1e-4)
 
 
 def test_seed_changes_the_subsets_and_results_are_reproducible(

@@ -63,7 +63,7 @@ def test_per_step_vrmse_equals_an_independent_rollout(
     cfg = EvalConfig(rollout_steps=steps, rollout_windows=2, batch_size=2, seed=2, device="cpu")
     out = evaluate_rollout(model, ds, cfg, progress=False)
     chosen = choose_rollout_windows(ds, 2, seed=2)
-    per_window, persistence = [], []
+    per_window, persistence, linear = [], [], []
     for i in chosen:
         item = ds[i]
         fields = item["fields"][None]
@@ -76,10 +76,20 @@ def test_per_step_vrmse_equals_an_independent_rollout(
         persistence.append(
             [vrmse(fields[:, 8:9], fields[:, 9 + k : 10 + k]).item() for k in range(steps)]
         )
+        # linear extrapolation continues the line through frames 8 and 9
+        slope = fields[:, 8:9] - fields[:, 7:8]
+        linear.append(
+            [
+                vrmse(fields[:, 8:9] + (k + 1) * slope, fields[:, 9 + k : 10 + k]).item()
+                for k in range(steps)
+            ]
+        )
     expected = np.mean(per_window, axis=0)
     assert out["per_step_vrmse"] == pytest.approx(expected.tolist(), rel=1e-3)
     ref = out["persistence"]
     assert ref["per_step_vrmse"] == pytest.approx(np.mean(persistence, axis=0).tolist(), rel=1e-5)
+    lin = out["linear_extrapolation"]["per_step_vrmse"]
+    assert lin == pytest.approx(np.mean(linear, axis=0).tolist(), rel=1e-4)
     q = ref["per_step_vrmse"]
     assert ref["horizons"] == pytest.approx({"1-2": np.mean(q[:2]), "3-4": np.mean(q[2:4])})
     assert q[0] < q[-1]  # the truth drifts away from the repeated frame
