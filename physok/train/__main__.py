@@ -157,8 +157,9 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--config",
         dest="experiment_config",
-        choices=("fast", "paper"),
-        help="experiment preset (paper: the paper's settings, needs --well-base-path)",
+        choices=("fast", "literal_fast", "paper"),
+        help="experiment preset (literal_fast: the fast run with the paper's literal choices; "
+        "paper: the paper's settings, needs --well-base-path)",
     )
     g.add_argument(
         "--well-base-path",
@@ -387,7 +388,9 @@ def experiment_config_from_args(args: argparse.Namespace):  # -> ExperimentConfi
     from physok.train.config_overrides import ConfigError
 
     if args.fast and args.experiment_config not in (None, "fast"):
-        raise ConfigError("--fast and --config paper contradict each other; give one")
+        raise ConfigError(
+            f"--fast and --config {args.experiment_config} contradict each other; give one"
+        )
     preset = args.experiment_config or "fast"
     cfg = ExperimentConfig.preset_named(preset)
     changes: dict[str, Any] = {}
