@@ -239,7 +239,11 @@ def test_smooth_advected_wave_converges_at_second_order():
 def test_gamma_enters_the_solution():
     a = euler.simulate_euler_periodic(_request(n=1, res=(16, 16), steps=3, seed=2, gamma=1.13))
     b = euler.simulate_euler_periodic(_request(n=1, res=(16, 16), steps=3, seed=2, gamma=1.76))
-    np.testing.assert_array_equal(a.t0_fields["pressure"][:, 0], b.t0_fields["pressure"][:, 0])
+    # the initial states are drawn alike (pressure goes through the gamma-dependent energy and
+    # back, so equal to round-off, which differs between CPUs' vector units), then diverge
+    np.testing.assert_allclose(
+        a.t0_fields["pressure"][:, 0], b.t0_fields["pressure"][:, 0], rtol=1e-12, atol=1e-14
+    )
     assert not np.allclose(a.t0_fields["density"][:, -1], b.t0_fields["density"][:, -1])
 
 
