@@ -134,6 +134,17 @@ def plot_validation_curves(results: dict, path: Path) -> Path:
             (line,) = ax.plot(xs, ys, label=_label(ckey, cond), markersize=5, linewidth=1.6, **st)
             handles.setdefault(_label(ckey, cond), line)
             drawn += ys
+        if key == "val_vrmse" and drawn:
+            # the baselines' next-frame VRMSE from the evaluation, for scale (the validation
+            # curves use a fixed subset of the same split, so the levels are comparable)
+            for b_i, (bkey, entry) in enumerate((results.get("baselines") or {}).items()):
+                v = _num(((entry.get("next_frame") or {}).get("vrmse") or {}).get("mean"))
+                if v is None:
+                    continue
+                color, dash = _BASELINE_STYLES[b_i % len(_BASELINE_STYLES)]
+                label = entry.get("label", bkey)
+                line = ax.axhline(v, color=color, linestyle=dash, linewidth=1.2, label=label)
+                handles.setdefault(label, line)
         if log and drawn:
             _log_y(ax, drawn)
         if not drawn:
@@ -154,7 +165,7 @@ def _shared_legend(fig: Figure, handles: dict[str, Any]) -> None:
             list(handles.values()),
             list(handles.keys()),
             loc="outside lower center",
-            ncol=min(len(handles), 5),
+            ncol=min(len(handles), 4),
             frameon=False,
         )
 
