@@ -26,6 +26,7 @@ process group and rank 0 evaluates and writes the outputs on its own.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -442,6 +443,7 @@ def train_baselines(
         out["unet"] = {
             "steps": result.steps,
             "wall_clock_s": result.wall_clock_s,
+            "median_step_s": _median_logged_step_time(Path(unet_cfg.run_dir)),
             "budget_s": budget,
             "stopped_by": result.stopped_by,
             "final_loss": result.final_loss,
@@ -451,6 +453,27 @@ def train_baselines(
             "seed": seed,
         }
     return out
+
+
+def _median_logged_step_time(run_dir: Path) -> float | None:
+    """Median seconds per step between the logged records of a run's metrics.jsonl."""
+    path = run_dir / METRICS_FILE
+    if not path.exists():
+        return None
+    points = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("kind") == "train" and "elapsed_s" in rec and "step" in rec:
+            points.append((rec["step"], rec["elapsed_s"]))
+    rates = [
+        (t1 - t0) / (s1 - s0)
+        for (s0, t0), (s1, t1) in itertools.pairwise(sorted(points))
+        if s1 > s0
+    ]
+    return statistics.median(rates) if rates else None
 
 
 def evaluate_baseline(
