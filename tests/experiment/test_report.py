@@ -98,8 +98,8 @@ def test_answer_flips_when_in_domain_is_worse(worse_results):
     assert ans["in_domain_lowers_vrmse"] is False
     assert ans["matches_paper_direction"] is False
     text = _section(render_report(worse_results), "Answer")
-    assert "**did not lower**" in text
-    assert "**lowered**" not in text
+    assert "(fully trainable) did not lower next-frame VRMSE" in text
+    assert ") lowered next-frame VRMSE" not in text
     assert "+50.0%" in text
     assert "opposite direction" in text
 
@@ -137,7 +137,7 @@ def test_report_tables(results):
     assert text.startswith("# Tokeniser pretraining experiment: `fast`")
     assert "Preset `fast`" in text and "2026-11-28T22:40:00Z" in text
     answer = _section(text, "Answer")
-    assert "**lowered**" in answer and "-50.0%" in answer and "-64.0%" in answer
+    assert ") lowered next-frame VRMSE" in answer and "-50.0%" in answer and "-64.0%" in answer
     assert "exceeds the spread" in answer
 
     quality = _section(text, "Table 5 analogue — quality")
@@ -226,7 +226,7 @@ def test_frozen_is_headline_without_trainable(results):
     assert ans["in_domain_condition"] == "in_domain_frozen"
     assert ans["in_domain_trainable_change_pct"] is None
     assert ans["in_domain_lowers_vrmse"] is True
-    assert "(mostly frozen) **lowered**" in render_report(results)
+    assert "(mostly frozen) lowered next-frame VRMSE" in render_report(results)
 
 
 def test_write_report_atomic(results, tmp_path):
@@ -275,8 +275,8 @@ def test_persistence_reference_and_context(results):
     beat = [k for k, c in results["conditions"].items() if c["next_frame"]["vrmse"]["mean"] < 0.5]
     assert f"{len(beat)} of 5 conditions beat it" in text
     assert "reconstructs validation windows at VRMSE 0.710" in text
-    assert "still early in training" not in text
+    assert "have not learned to forecast" not in text
     for c in results["conditions"].values():
         c["next_frame"]["vrmse"]["mean"] = 0.9  # now every condition is worse than persistence
     text = render_report(results)
-    assert "0 of 5 conditions beat it." in text and "still early in training" in text
+    assert "0 of 5 conditions beat it." in text and "have not learned to forecast" in text

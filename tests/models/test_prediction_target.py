@@ -242,7 +242,8 @@ def test_save_and_load_keep_the_choices(tmp_path, target: str, normalisation: st
 
 # ---- training-scale policies ------------------------------------------------------------------
 def test_scale_policies() -> None:
-    base = TokeniserConfig.fast()
+    base = TokeniserConfig.literal_fast()  # Table 7's sets, flexible
+    assert base.scale_policy == "flexible"
     g = torch.Generator().manual_seed(0)
     fixed = dataclasses.replace(base, scale_policy="fixed")
     assert all(sample_scales(fixed, g) == base.eval_scales for _ in range(20))
