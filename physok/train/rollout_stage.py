@@ -54,12 +54,13 @@ from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
 from physok.metrics.neps import RANGES, ensemble_neps, shell_edges, shell_powers
 from physok.metrics.vrmse import vrmse
-from physok.models.prediction_target import TARGETS
+from physok.models.prediction_target import TARGETS, denormalise
 from physok.models.processor import Processor, ProcessorConfig
 from physok.models.rollout_model import CHECKPOINT_KIND, RolloutModel, RolloutModelConfig
 from physok.models.tokeniser import STRATEGIES, Tokeniser, TokeniserConfig
 from physok.models.tokeniser import apply_training_strategy as apply_tokeniser_strategy
 from physok.models.tokeniser.scales import total_compression
+from physok.ops.rms_normalise import rms_normalise
 from physok.train import distributed as dist_utils
 from physok.train.common import (
     StageConfigMixin,
@@ -724,7 +725,8 @@ def validate(stage: Stage) -> dict[str, dict[str, float]]:
     "neps_low": {...}, "neps_mid": {...}, "neps_high": {...}}.
 
     MAE and VRMSE are means over windows. NEPS per range (physok.metrics.neps) comes from the
-    error and true power spectra summed over the windows (normalised units), per field, then
+    error and true power spectra summed over the windows (in units of each window's context RMS,
+    as the evaluation), per field, then
     averaged over fields. Ranks split the fixed subset and sum their results: values do not
     depend on world size.
     """
@@ -746,9 +748,13 @@ def validate(stage: Stage) -> dict[str, dict[str, float]]:
                 continue
             mae = (raw[:, -1:].float() - target).abs().mean(dim=(1, 2, 3, 4))
             totals[0] += mae.double().sum()
-            # metrics of the predicted frame 10 against the true one, both in normalised units
-            pred = model.frames_from_outputs(raw, x, stats)[:, -1:]
-            true = model.normalise(window, n_context=cfg.input_frames)[0][:, -1:].float()
+            # metrics of the predicted frame 10 against the true one in the evaluation's units
+            # (the context's RMS per sample and field, physok.evaluate), whatever the model's
+            # own normalisation: VRMSE does not depend on it, the NEPS sums over windows do
+            frames = model.frames_from_outputs(raw, x, stats)[:, -1:]
+            metric, rms = rms_normalise(window.float(), n_context=cfg.input_frames)
+            pred = denormalise(frames, stats) / rms[:, None, :, None, None]
+            true = metric[:, -1:]
             totals[1] += vrmse(pred, true, reduce="sample").double().sum()
             totals[2] += pred.shape[0]
             err, tru = shell_powers(pred[:, 0], true[:, 0])  # (B, C, shells)

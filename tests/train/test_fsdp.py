@@ -143,7 +143,11 @@ def test_fsdp_two_ranks_match_one_process(euler_base: Path, tmp_path: Path) -> N
         for key, value in state.items():
             got = fs["optimizer"]["state"][name][key]
             assert got.shape == value.shape, (name, key)  # gathered, not a shard
-            torch.testing.assert_close(got, value, rtol=1e-3, atol=1e-8, msg=f"{name}.{key}")
+            # round-off of a sum split over two ranks scales with the tensor's magnitude
+            scale = float(value.abs().max()) if value.numel() else 0.0
+            torch.testing.assert_close(
+                got, value, rtol=1e-3, atol=1e-4 * scale + 1e-12, msg=f"{name}.{key}"
+            )
 
     # (2) The loop under FSDP: logs once per step, validates with padded batches, checkpoints.
     loop = tmp_path / "loop"

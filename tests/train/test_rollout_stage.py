@@ -61,7 +61,9 @@ def test_fast_preset_validation_error_falls(
     assert [r["step"] for r in val] == [0, 8, 16, 24]
     mae = [r["val_mae"][EULER] for r in val]
     vr = [r["val_vrmse"][EULER] for r in val]
-    assert mae[-1] < 0.7 * mae[0], mae  # clearly
+    # clearly (delta target: MAE in units of the context's typical change, where a zero
+    # output, persistence, already scores ~0.66; measured 0.66 -> 0.59 in 24 steps)
+    assert mae[-1] < 0.95 * mae[0], mae
     assert min(mae[1:]) < mae[0] and vr[-1] < vr[0], (mae, vr)
     train = _records(run, "train")
     assert [r["step"] for r in train] == list(range(1, 25))
@@ -89,10 +91,10 @@ def _check_validation_neps(model: RolloutModel, base: Path, record: dict) -> Non
         base / EULER, "valid", 10, FieldRegistry(list(model.config.tokeniser.field_names))
     )
     windows = torch.stack([ds[i]["fields"] for i in validation_indices(len(ds), 5)])
-    x, _ = rms_normalise(windows, n_context=9)
+    x, rms = rms_normalise(windows, n_context=9)  # the evaluation's units
     with torch.no_grad():
-        pred = model.eval()(x[:, :9], ds.field_indices.tolist(), normalised=True)[:, -1]
-    err, tru = shell_powers(pred, x[:, 9])
+        pred = model.eval().predict_next(windows[:, :9], ds.field_indices.tolist())
+    err, tru = shell_powers(pred / rms[:, :, None, None], x[:, 9])
     neps = neps_from_powers(err.sum(0), tru.sum(0), tuple(ds.grid_shape)).nanmean(0)
     for r, value in zip(("low", "mid", "high"), neps.tolist(), strict=True):
         assert record[f"val_neps_{r}"][EULER] == pytest.approx(value, rel=1e-4), r

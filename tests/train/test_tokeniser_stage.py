@@ -60,9 +60,11 @@ def test_fast_preset_reduces_validation_error_steadily(
     out = capsys.readouterr().out
     val = [r["val_vrmse"][EULER] for r in _records(run, "val")]
     assert [r["step"] for r in _records(run, "val")] == [0, 6, 12, 18, 24]
-    # Steady: every validation improves on the previous one; clear: the end is < 0.7x the start.
+    # Steady: every validation improves on the previous one; clear: the end is < 0.93x the start
+    # (z-scored inputs leave no offset to learn first, so 24 steps of batch 2 give a smaller
+    # first drop than RMS inputs did: measured 1.05 -> 0.95).
     assert all(b < a for a, b in itertools.pairwise(val)), val
-    assert val[-1] < 0.7 * val[0], val
+    assert val[-1] < 0.93 * val[0], val
     train = _records(run, "train")
     assert [r["step"] for r in train] == list(range(1, 25))
     first, last = train[0], train[-1]
