@@ -20,6 +20,18 @@ import torch
 DEFAULT_EPS = 1e-6
 
 
+def _context(fields: torch.Tensor, n_context: int | None) -> tuple[torch.Tensor, list[int]]:
+    """The first `n_context` snapshots in float32 or wider, and the time and space dims."""
+    if fields.dim() < 4:
+        raise ValueError(f"fields must be (B, T, C, *spatial), got shape {tuple(fields.shape)}")
+    if n_context is not None:
+        if not 1 <= n_context <= fields.shape[1]:
+            raise ValueError(f"n_context={n_context} outside 1..{fields.shape[1]} snapshots")
+        fields = fields[:, :n_context]
+    acc = fields.to(torch.promote_types(fields.dtype, torch.float32))
+    return acc, [1, *range(3, acc.dim())]
+
+
 def field_rms(
     fields: torch.Tensor, n_context: int | None = None, eps: float = DEFAULT_EPS
 ) -> torch.Tensor:
@@ -28,14 +40,7 @@ def field_rms(
     Only the first `n_context` snapshots are used when given. Returns (B, C), clamped >= eps,
     computed in float32 or wider.
     """
-    if fields.dim() < 4:
-        raise ValueError(f"fields must be (B, T, C, *spatial), got shape {tuple(fields.shape)}")
-    if n_context is not None:
-        if not 1 <= n_context <= fields.shape[1]:
-            raise ValueError(f"n_context={n_context} outside 1..{fields.shape[1]} snapshots")
-        fields = fields[:, :n_context]
-    acc = fields.to(torch.promote_types(fields.dtype, torch.float32))
-    dims = [1, *range(3, acc.dim())]
+    acc, dims = _context(fields, n_context)
     return acc.square().mean(dim=dims).sqrt().clamp_min(eps)
 
 
@@ -49,14 +54,7 @@ def field_mean_std(
     taken about the mean (two passes), not as E[f²] - E[f]², which cancels catastrophically for
     fields with a large offset.
     """
-    if fields.dim() < 4:
-        raise ValueError(f"fields must be (B, T, C, *spatial), got shape {tuple(fields.shape)}")
-    if n_context is not None:
-        if not 1 <= n_context <= fields.shape[1]:
-            raise ValueError(f"n_context={n_context} outside 1..{fields.shape[1]} snapshots")
-        fields = fields[:, :n_context]
-    acc = fields.to(torch.promote_types(fields.dtype, torch.float32))
-    dims = [1, *range(3, acc.dim())]
+    acc, dims = _context(fields, n_context)
     mean = acc.mean(dim=dims)
     var = (acc - _broadcast(mean, acc)).square().mean(dim=dims)
     return mean, var.sqrt().clamp_min(eps)

@@ -64,7 +64,7 @@ EXPERIMENT_FILE = "experiment.json"
 EVAL_DIR = "eval"
 # Part of an evaluation's cache key: bump when physok's evaluation numbers change (metric
 # definitions, protocol), so a re-run does not reuse evaluations computed the old way.
-EVAL_CACHE_VERSION = 4
+EVAL_CACHE_VERSION = 5
 # Config keys that only change how a run executes, not what it computes: a difference in them
 # does not make a finished stage or a recorded experiment "different".
 RUNTIME_KEYS = ("progress", "device", "num_workers", "loader", "compile")
@@ -365,6 +365,18 @@ def parameter_counts(model: torch.nn.Module, strategy: str) -> dict[str, int]:
     return {"total": total, "trainable": trainable}
 
 
+def _cached_evaluation(cache: Path, key: dict[str, Any], force: bool) -> dict[str, Any] | None:
+    """The cached evaluation in `cache` when it was made with exactly `key` (None otherwise, or
+    with `force`, or when the file is a cut write)."""
+    if force or not cache.exists():
+        return None
+    try:
+        saved = json.loads(cache.read_text())
+    except json.JSONDecodeError:
+        return None  # a cut write: evaluate again
+    return saved if {k: saved.get(k) for k in key} == key else None
+
+
 def evaluate_condition(
     cfg: ExperimentConfig, name: str, *, force: bool, seed: int | None = None
 ) -> dict[str, Any]:
@@ -387,13 +399,9 @@ def evaluate_condition(
         "eval_config": eval_cfg.to_dict(),
     }
     cache = cfg.run_dir / EVAL_DIR / f"{run_dir.name.removeprefix('rollout_')}.json"
-    if cache.exists() and not force:
-        try:
-            saved = json.loads(cache.read_text())
-            if {k: saved.get(k) for k in key} == key:
-                return saved
-        except json.JSONDecodeError:
-            pass  # a cut write: evaluate again
+    saved = _cached_evaluation(cache, key, force)
+    if saved is not None:
+        return saved
     model = load_rollout_model(latest)
     params = parameter_counts(model, get_condition(name).strategy)
     result = evaluate_checkpoint(
@@ -494,13 +502,9 @@ def evaluate_baseline(
         "eval_config": eval_cfg.to_dict(),
     }
     cache = cfg.run_dir / EVAL_DIR / f"{run_dir.name}.json"
-    if cache.exists() and not force:
-        try:
-            saved = json.loads(cache.read_text())
-            if {k: saved.get(k) for k in key_doc} == key_doc:
-                return saved
-        except json.JSONDecodeError:
-            pass
+    saved = _cached_evaluation(cache, key_doc, force)
+    if saved is not None:
+        return saved
     model = UNetForecaster.from_pretrained(run_dir)
     params = sum(p.numel() for p in model.parameters())
     result = evaluate_model(
