@@ -1,6 +1,6 @@
 """RolloutModel: tokeniser encoder -> processor -> tokeniser decoder, a next-frame emulator.
 
-Data flow (docs/design.md, "Rollout model"). A context window of T frames (9 in the experiment;
+Data flow (docs/design.md, "Prediction target"). A context window of T frames (9 in the experiment;
 physical units, (B, T, C, X, Y)) is normalised per (sample, field) by its own statistics (the
 tokeniser's `normalisation`: "rms" or "zscore"; physok.models.prediction_target), encoded at the
 tokeniser's `eval_scales` to T' latent frames, transformed by the processor (its own 18 <-> dim
