@@ -482,17 +482,14 @@ def _context_paragraph(results: dict) -> str | None:
         rows = []
         for b, entry in vs.items():
             per = entry["per"].get(head) or {}
-            every = per.get("beats_every_horizon")
             ratio = per.get("vrmse_ratio")
             if ratio is None:
                 continue
+            hz = [r for r in (per.get("horizon_ratio") or {}).values() if r is not None]
+            below = sum(r < 1.0 for r in hz)
             rows.append(
                 f"{ratio:.2f}× {_get(results, 'baselines', b, 'label') or b}"
-                + (
-                    ""
-                    if every is None
-                    else f" ({'below it' if every else 'not below it'} at every rollout horizon)"
-                )
+                + (f" (below it at {below} of {len(hz)} rollout horizons)" if hz else "")
             )
         if rows:
             text += " In-domain, trainable next-frame VRMSE is " + "; ".join(rows) + "."
