@@ -135,8 +135,7 @@ def _write_bytes_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 hex digest of a file (read in 1 MiB blocks)."""
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -235,7 +234,7 @@ def save_model_dir(
             files.append(TRAIN_STATE_FILE)
         # Sizes and hashes let a loader tell a truncated or bit-flipped file from a good one.
         meta["files"] = {
-            name: {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
+            name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
             for name in files
         }
         # config.json last: a directory with a complete config.json is complete.
@@ -460,7 +459,7 @@ def read_checkpoint_config(path: str | os.PathLike, *, kind: str | None = None) 
 
 def _verify_hash(ckpt: Path, meta: dict, name: str) -> None:
     expected = meta["files"].get(name, {}).get("sha256")
-    if expected is not None and file_sha256(ckpt / name) != expected:
+    if expected is not None and _sha256(ckpt / name) != expected:
         raise CheckpointError(
             f"{ckpt / name} does not match the SHA-256 recorded in {CONFIG_FILE}: the file is "
             "corrupt; restore it from a copy or load an earlier checkpoint"

@@ -3,20 +3,26 @@
 They follow the forecaster interface the evaluation calls (`context_frames`, `predict_next`,
 `rollout`), the same as `physok.models.rollout_model.RolloutModel`, so they can be evaluated
 beside the emulators unchanged. They hold no parameters (`next(model.parameters(), None)` is
-None): their outputs live on the context's device. `slide_rollout` is the sliding-window
-rollout every forecaster in this package shares.
+None): their outputs live on the context's device. Their rollouts are
+`physok.models.forecaster.slide_rollout`, the emulator's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
-CONTEXT_FRAMES = 9  # frames 1..9 of the experiment's 10-frame windows
+from physok.models.forecaster import CONTEXT_FRAMES, FieldIndices, slide_rollout
 
-FieldIndices = torch.Tensor | list[int] | None
+__all__ = [
+    "CONTEXT_FRAMES",
+    "FieldIndices",
+    "LinearExtrapolation",
+    "Persistence",
+    "check_context",
+    "out_dtype",
+    "slide_rollout",
+]
 
 
 def out_dtype(t: torch.Tensor) -> torch.dtype:
@@ -30,27 +36,6 @@ def check_context(context: torch.Tensor, min_frames: int, who: str) -> None:
             f"{who}: context must be (B, T >= {min_frames}, C, X, Y), got shape "
             f"{tuple(context.shape)}"
         )
-
-
-def slide_rollout(
-    predict_next: Callable[[torch.Tensor, FieldIndices], torch.Tensor],
-    context: torch.Tensor,
-    steps: int,
-    context_frames: int,
-    field_indices: FieldIndices,
-) -> torch.Tensor:
-    """`steps` autoregressive predictions (B, steps, C, X, Y) from the last `context_frames`
-    frames of `context`: each prediction is appended to the window and the oldest frame
-    dropped, exactly as `RolloutModel.rollout`, so step k is `predict_next` of its window."""
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"rollout steps must be a positive integer, got {steps!r}")
-    window = context[:, -context_frames:]
-    out = []
-    for _ in range(steps):
-        nxt = predict_next(window, field_indices)
-        out.append(nxt)
-        window = torch.cat([window[:, 1:], nxt[:, None].to(window.dtype)], dim=1)
-    return torch.stack(out, dim=1)
 
 
 class _Extrapolation(nn.Module):

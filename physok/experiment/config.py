@@ -61,6 +61,7 @@ class ExperimentConfig(StageConfigMixin):
     """The experiment's settings; presets `fast()` (embedded data, CPU minutes) and `paper()`."""
 
     # `--set tokeniser.KEY` etc. collect into the per-stage mappings below (config_overrides)
+    PRESETS: ClassVar[tuple[str, ...]] = ("fast", "literal_fast", "paper")
     NESTED_OVERRIDES: ClassVar[dict[str, str]] = {
         prefix: prefix[:-1]
         for prefix in ("tokeniser.", "rollout.", "evaluation.", "model.", "unet.")
@@ -143,13 +144,6 @@ class ExperimentConfig(StageConfigMixin):
             rollout={**fast.rollout, "model_preset": "literal_fast", "target": "frame", "lr": 2e-4},
         )
         return dataclasses.replace(base, **overrides)
-
-    @classmethod
-    def preset_named(cls, name: str, **overrides: Any) -> ExperimentConfig:
-        presets = {"fast": cls.fast, "literal_fast": cls.literal_fast, "paper": cls.paper}
-        if name not in presets:
-            raise ConfigError(f"--config {name!r}: choose one of {sorted(presets)}")
-        return presets[name](**overrides)
 
     @classmethod
     def paper(cls, **overrides: Any) -> ExperimentConfig:

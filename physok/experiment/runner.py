@@ -283,12 +283,12 @@ def pretrain_tokenisers(
             _say(f"    finished run reused: {stage_cfg.run_dir}", main)
         log = read_stage_log(Path(stage_cfg.run_dir))
         last = log["val"][-1] if log["val"] else {}
+        model = _model_config(stage_cfg.run_dir)
         out[source] = {
             "label": f"{TOKENISER_LABELS[source]} ({', '.join(stage_cfg.datasets)})",
             "datasets": list(stage_cfg.datasets),
             "seed": stage_cfg.seed,
-            "normalisation": _get_model_key(stage_cfg.run_dir, "normalisation"),
-            "scale_policy": _get_model_key(stage_cfg.run_dir, "scale_policy"),
+            **{k: model.get(k) for k in ("normalisation", "scale_policy")},
             "steps": log["steps"],
             "wall_clock_s": log["wall_clock_s"],
             "median_step_s": log["median_step_s"],
@@ -302,12 +302,12 @@ def pretrain_tokenisers(
     return out
 
 
-def _get_model_key(run_dir: str | Path, key: str) -> Any:
-    """A model-config value of a run's latest checkpoint (None when absent)."""
+def _model_config(run_dir: str | Path) -> dict[str, Any]:
+    """The model config of a run's latest checkpoint ({} when there is none)."""
     latest = ckpt_io.latest_checkpoint(Path(run_dir))
     if latest is None:
-        return None
-    return (ckpt_io.read_checkpoint_config(latest).get("model_config") or {}).get(key)
+        return {}
+    return ckpt_io.read_checkpoint_config(latest).get("model_config") or {}
 
 
 def _rollout_curve(val_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -365,6 +365,21 @@ def parameter_counts(model: torch.nn.Module, strategy: str) -> dict[str, int]:
     return {"total": total, "trainable": trainable}
 
 
+def _evaluation_key(
+    cfg: ExperimentConfig, checkpoint: Path, meta: dict[str, Any], eval_cfg: Any
+) -> dict[str, Any]:
+    """What a cached evaluation must match: the checkpoint, its files' SHA-256 as recorded in
+    its config.json (a retrained run can reach the same path and step), data and settings."""
+    return {
+        "version": EVAL_CACHE_VERSION,
+        "checkpoint": str(checkpoint),
+        "step": int(meta["step"]),
+        "weights_sha256": {k: v.get("sha256") for k, v in sorted(meta["files"].items())},
+        "dataset": cfg.downstream,
+        "eval_config": eval_cfg.to_dict(),
+    }
+
+
 def _cached_evaluation(cache: Path, key: dict[str, Any], force: bool) -> dict[str, Any] | None:
     """The cached evaluation in `cache` when it was made with exactly `key` (None otherwise, or
     with `force`, or when the file is a cut write)."""
@@ -389,15 +404,7 @@ def evaluate_condition(
         raise ConfigError(f"{run_dir} holds no checkpoint to evaluate; rerun the experiment")
     eval_cfg = cfg.eval_config()
     meta = ckpt_io.read_checkpoint_config(latest)
-    key = {
-        "version": EVAL_CACHE_VERSION,
-        "checkpoint": str(latest),
-        "step": int(meta["step"]),
-        # the weights themselves: a retrained run can reach the same path and step
-        "weights_sha256": {k: v.get("sha256") for k, v in sorted(meta["files"].items())},
-        "dataset": cfg.downstream,
-        "eval_config": eval_cfg.to_dict(),
-    }
+    key = _evaluation_key(cfg, latest, meta, eval_cfg)
     cache = cfg.run_dir / EVAL_DIR / f"{run_dir.name.removeprefix('rollout_')}.json"
     saved = _cached_evaluation(cache, key, force)
     if saved is not None:
@@ -492,20 +499,16 @@ def evaluate_baseline(
     from physok.evaluate import evaluate_model
 
     run_dir = cfg.baseline_run_dir(key, seed)
+    latest = ckpt_io.latest_checkpoint(run_dir)
+    if latest is None:
+        raise ConfigError(f"{run_dir} holds no checkpoint to evaluate; rerun the experiment")
     eval_cfg = cfg.eval_config()
-    weights = sorted(p for p in run_dir.rglob("*.safetensors"))
-    key_doc = {
-        "version": EVAL_CACHE_VERSION,
-        "baseline": key,
-        "weights_sha256": {str(p.relative_to(run_dir)): ckpt_io.file_sha256(p) for p in weights},
-        "dataset": cfg.downstream,
-        "eval_config": eval_cfg.to_dict(),
-    }
+    key_doc = _evaluation_key(cfg, latest, ckpt_io.read_checkpoint_config(latest), eval_cfg)
     cache = cfg.run_dir / EVAL_DIR / f"{run_dir.name}.json"
     saved = _cached_evaluation(cache, key_doc, force)
     if saved is not None:
         return saved
-    model = UNetForecaster.from_pretrained(run_dir)
+    model = UNetForecaster.from_pretrained(latest)
     params = sum(p.numel() for p in model.parameters())
     result = evaluate_model(
         model, cfg.data_dir, cfg.downstream, eval_cfg, where=run_dir, progress=cfg.progress

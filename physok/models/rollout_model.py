@@ -53,6 +53,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from physok.models.forecaster import CONTEXT_FRAMES, slide_rollout
 from physok.models.prediction_target import (
     TARGETS,
     ContextStats,
@@ -66,7 +67,6 @@ from physok.models.tokeniser import Tokeniser, TokeniserConfig
 from physok.models.tokeniser.scales import check_input_shape, total_compression
 
 CHECKPOINT_KIND = "rollout"
-CONTEXT_FRAMES = 9  # frames 1..9 of the experiment's 10-frame windows
 
 
 @dataclass(frozen=True)
@@ -261,20 +261,12 @@ class RolloutModel(nn.Module):
         window and the oldest frame dropped; the RMS scales are recomputed per window (module
         docstring). Call under `torch.no_grad()` and in eval mode for evaluation.
         """
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"rollout steps must be a positive integer, got {steps!r}")
         if context.dim() != 5 or context.shape[1] < self.context_frames:
             raise ValueError(
                 f"rollout context must be (B, T >= {self.context_frames}, C, X, Y), got shape "
                 f"{tuple(context.shape)}"
             )
-        window = context[:, -self.context_frames :]
-        out = []
-        for _ in range(steps):
-            nxt = self.predict_next(window, field_indices)
-            out.append(nxt)
-            window = torch.cat([window[:, 1:], nxt[:, None].to(window.dtype)], dim=1)
-        return torch.stack(out, dim=1)
+        return slide_rollout(self.predict_next, context, steps, self.context_frames, field_indices)
 
     # -- persistence ---------------------------------------------------------------------------
     def save_pretrained(self, path: str | os.PathLike) -> Path:

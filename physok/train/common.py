@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -84,14 +84,15 @@ def progress_bar(stage_name: str, total: int, initial: int, *, enabled: bool) ->
 
 class StageConfigMixin:
     """Preset lookup and JSON round trip shared by the stage configs (frozen dataclasses with
-    `fast()` and `paper()` class methods)."""
+    one class method per name in `PRESETS`)."""
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("fast", "paper")
 
     @classmethod
     def preset_named(cls, name: str, **overrides: Any) -> Any:
-        presets = {"fast": cls.fast, "paper": cls.paper}  # type: ignore[attr-defined]
-        if name not in presets:
-            raise ConfigError(f"--config {name!r}: choose one of {sorted(presets)}")
-        return presets[name](**overrides)
+        if name not in cls.PRESETS:
+            raise ConfigError(f"--config {name!r}: choose one of {sorted(cls.PRESETS)}")
+        return getattr(cls, name)(**overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
