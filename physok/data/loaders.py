@@ -19,6 +19,11 @@ it inside the pipeline (with DALI it then overlaps with the training step).
 
 A loader runs `cfg.steps - start_batch` batches per iteration, all full (the sampler never makes a
 partial batch); iterating again starts the same sequence from `start_batch` again.
+
+No loader draws from torch's global RNG: a DataLoader without a `generator` draws its workers'
+base seed from it each time an iterator starts, so a resumed run (whose iterator starts after
+the checkpointed RNG state is restored) would shift the stream stochastic depth draws from, and
+differ from an uninterrupted run. Every DataLoader physok builds gets `loader_generator(...)`.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -88,6 +94,14 @@ class Normalisation:
         if not self.eps > 0:
             raise DataError(f"Normalisation.eps must be > 0, got {self.eps}")
         return c, o
+
+
+def loader_generator(*key: int) -> torch.Generator:
+    """A DataLoader's own generator, seeded from `key` (e.g. seed, rank, start batch): the
+    loader draws its workers' base seed from it instead of torch's global RNG (module
+    docstring). Windows are read without randomness, so the seed only has to be fixed."""
+    seed = np.random.SeedSequence([int(k) for k in key]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(seed))
 
 
 def collate_windows(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -181,6 +195,7 @@ def build_torch_loader(
         num_workers=cfg.num_workers,
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=False,
+        generator=loader_generator(cfg.seed, ctx.rank, start_batch),
     )
     if normalisation is None:
         return loader

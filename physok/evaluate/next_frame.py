@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from physok.baselines.extrapolation import LinearExtrapolation
 from physok.data.errors import DataError
-from physok.data.loaders import collate_windows
+from physok.data.loaders import collate_windows, loader_generator
 from physok.data.reader import WellWindowDataset
 from physok.evaluate.config import EvalConfig, autocast
 from physok.evaluate.report import json_number
@@ -83,6 +83,7 @@ def window_loader(dataset: WellWindowDataset, indices: list[int], cfg: EvalConfi
         shuffle=False,
         num_workers=cfg.num_workers,
         collate_fn=collate_windows,
+        generator=loader_generator(cfg.seed),  # leaves torch's global RNG alone
     )
 
 

@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from physok import checkpoint as ckpt_io
-from physok.data.loaders import LOADER_KINDS, collate_windows
+from physok.data.loaders import LOADER_KINDS, collate_windows, loader_generator
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
 from physok.metrics.vrmse import vrmse
@@ -418,6 +418,7 @@ def validate(stage: Stage) -> dict[str, float]:
             batch_size=cfg.val_batch_size,
             collate_fn=collate_windows,
             num_workers=cfg.num_workers,
+            generator=loader_generator(cfg.seed, ctx.rank),  # not the global RNG
         )
         total = torch.zeros(2, dtype=torch.float64, device=ctx.device)
         for batch in loader:
