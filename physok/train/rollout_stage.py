@@ -29,8 +29,9 @@ Choices (documented where they are made):
   produces no gradients for them.
 - Randomness: initial weights come from `seed` (same on every rank); afterwards each rank's
   stream is reseeded from (seed, rank) so stochastic depth draws differ across ranks. Every RNG
-  state is checkpointed, the batch sequence is a pure function of (seed, rank, step), so a
-  resumed run equals an uninterrupted one.
+  state is checkpointed, the batch sequence is a pure function of (seed, rank, step), and
+  nothing else draws from the global stream (loaders have their own generator, FLOP counting
+  forks the RNG, validation runs in eval mode), so a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations

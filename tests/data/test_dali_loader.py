@@ -108,6 +108,21 @@ def test_torch_kind_equals_a_plain_dataloader_over_the_mixed_sampler(
     assert_same_batches(ours, plain)
 
 
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_torch_loader_leaves_the_global_rng_alone(
+    two_datasets: list[WellWindowDataset], num_workers: int
+) -> None:
+    """Starting a loader draws nothing from torch's global RNG: a resumed run starts its loader
+    at another point of that stream than an uninterrupted run, and stochastic depth draws from
+    it."""
+    cfg = _cfg(steps=3, num_workers=num_workers)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    loader = build_batch_loader("torch", two_datasets, cfg, CPU, start_batch=1)
+    assert len(list(loader)) == 2
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 @pytest.mark.parametrize(
     ("norm", "reference"),
     [

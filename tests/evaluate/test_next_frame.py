@@ -12,6 +12,7 @@ import torch
 from physok.data.reader import WellWindowDataset
 from physok.data.registry import FieldRegistry
 from physok.evaluate import EvalConfig, draw_subsets, evaluate_next_frame
+from physok.evaluate.next_frame import window_loader
 from physok.metrics.neps import shell_edges, shell_ranges, the_well_nmse_per_bin
 from physok.metrics.vrmse import vrmse
 from physok.models.rollout_model import RolloutModel
@@ -166,6 +167,20 @@ def test_seed_changes_the_subsets_and_results_are_reproducible(
         model, valid_set, EvalConfig(**{**cfg.to_dict(), "seed": 5}), progress=False
     )
     assert b["vrmse"] != a["vrmse"]
+
+
+def test_evaluation_leaves_the_global_rng_alone(
+    model: RolloutModel, valid_set: WellWindowDataset
+) -> None:
+    """Reading windows and evaluating draw nothing from torch's global RNG (a training run that
+    evaluates in-process keeps its stream), with or without loader workers."""
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    for workers in (0, 1):
+        cfg = EvalConfig(subsets=1, subset_size=2, batch_size=2, num_workers=workers, device="cpu")
+        assert len(list(window_loader(valid_set, [0, 1, 2], cfg))) == 2
+    evaluate_next_frame(model, valid_set, EvalConfig(subsets=1, subset_size=2), progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
 
 
 def test_subset_size_beyond_the_split_uses_every_window(
