@@ -106,10 +106,10 @@ class ExperimentConfig(StageConfigMixin):
         """Embedded generated data at 32², the fast models, equal budgets for every condition.
 
         Sized to finish in under 10 minutes on an idle 2-core CPU (README, "What the fast run
-        found"): tokenisers 200 SOAP steps of batch 8 at lr 3e-3; rollout training 160 AdamW
-        steps of batch 8 at peak lr 1e-3 in 8 epochs of 20 with the paper's schedule; the delta
-        target, z-score inputs and a tokeniser trained at its eval scales (the stage presets;
-        docs/design.md gives the evidence for each choice). `literal_fast()` is the same run
+        found"): tokenisers 200 SOAP steps of batch 8 at lr 3e-3; rollout training 560 AdamW
+        steps of the paper's batch 2 at peak lr 1e-3 in 8 epochs of 70 with the paper's
+        schedule; the delta target, z-score inputs, 16² latents and a tokeniser trained at its
+        eval scales (the stage presets; docs/design.md gives the evidence for each choice). `literal_fast()` is the same run
         with the paper's own choices.
         """
         base = cls(
@@ -121,12 +121,12 @@ class ExperimentConfig(StageConfigMixin):
                 "ckpt_every": 100,
             },
             rollout={
-                "steps": 160,
-                "batch_size": 8,
+                "steps": 560,
+                "batch_size": 2,
                 "lr": 1e-3,
-                "epoch_steps": 20,
-                "val_every": 20,
-                "ckpt_every": 80,
+                "epoch_steps": 70,
+                "val_every": 70,
+                "ckpt_every": 280,
             },
         )
         return dataclasses.replace(base, **overrides)

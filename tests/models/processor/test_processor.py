@@ -73,7 +73,7 @@ def test_fast_preset_runs_a_training_step():
     out = processor(z)
     out.abs().mean().backward()
     assert out.shape == z.shape and torch.isfinite(out).all()
-    assert processor.config.head_dim == 32
+    assert processor.config.head_dim == 16
 
 
 # -- GPU ---------------------------------------------------------------------------------------
