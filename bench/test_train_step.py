@@ -3,7 +3,7 @@ torch.compile per processor block (what `--compile` does in the rollout stage).
 
 Run: pytest bench/ --benchmark-only -k train_step. On CUDA: the paper preset (5M tokeniser,
 100M processor), bf16 autocast, batch 2 of 10-frame windows of a 4-field 256x256 simulation
-(eval scales: 9 frames -> 3x8x8 latents). On CPU: the fast preset on 64x64 (-> 5x8x8 latents),
+(eval scales: 9 frames -> 3x8x8 latents). On CPU: the fast preset on 64x64 (-> 5x32x32 latents),
 fp32, which is what a laptop run of the fast experiment does. `extra_info`: samples_per_s,
 model TFLOP_per_s (FLOPs counted once with `physok.train.throughput.count_step_flops` on the
 eager step, forward + backward) and, on a GPU with a known peak, MFU (bf16 dense peak).
