@@ -58,7 +58,10 @@ def _describe(owner: dict[str, Any] | None) -> str:
     where = f"pid {owner.get('pid', '?')}"
     if owner.get("host") and owner.get("host") != socket.gethostname():
         where += f" on {owner['host']}"
-    return f"{where} (`{owner.get('command', '?')}`, since {owner.get('since', '?')})"
+    command = " ".join(str(owner.get("command", "?")).split())  # one line, even for `-c CODE`
+    if len(command) > 160:
+        command = command[:157] + "..."
+    return f"{where} (`{command}`, since {owner.get('since', '?')})"
 
 
 class FolderLock:
@@ -66,6 +69,7 @@ class FolderLock:
 
     `what` names the use in messages ("experiment folder", "data folder"); `hint` is the
     message's advice to the refused run. Use as a context manager, or acquire()/release().
+    `enabled=False` makes a lock that does nothing, for processes that must not take it.
     """
 
     def __init__(
@@ -75,7 +79,9 @@ class FolderLock:
         *,
         what: str = "folder",
         hint: str = "wait for it to finish or stop it, then rerun",
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled  # False: acquire and release do nothing (e.g. ranks other than 0)
         self.folder = Path(folder)
         self.path = Path(lock_file) if lock_file is not None else lock_file_beside(self.folder)
         self.what, self.hint = what, hint
@@ -90,7 +96,7 @@ class FolderLock:
         """Take the lock, waiting up to `timeout` seconds; FolderLockedError if still held."""
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this FolderLock")
-        if fcntl is None:
+        if fcntl is None or not self.enabled:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + timeout

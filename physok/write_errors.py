@@ -84,9 +84,8 @@ def translate(
     if isinstance(exc, OSError):
         where = Path(exc.filename) if exc.filename is not None else path
         shown = where if where == path or path in where.parents else path
-        return WriteError(
-            exc.errno, f"{_cannot(what, shown)}: {_reason(exc.errno, exc.strerror or str(exc))}", path
-        )
+        reason = _reason(exc.errno, exc.strerror or str(exc))
+        return WriteError(exc.errno, f"{_cannot(what, shown)}: {reason}", path)
     if is_torch_write_failure(exc):
         free = _free_bytes(path)
         if free is not None and free < 64 << 20:  # torch gives no errno: a (nearly) full disk
