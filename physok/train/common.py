@@ -136,7 +136,9 @@ def _dataset_dir(cfg: StageDataConfig, name: str) -> Path:
             f"--datasets {name}: folder {path} is missing; generate it with `python -m "
             f"physok.data generate --dataset {name} --out {base}`"
         )
-    present = sorted(p.name for p in base.iterdir() if (p / "data").is_dir())
+    present = sorted(  # not the hidden `.NAME.partial` folders of unfinished generations
+        p.name for p in base.iterdir() if not p.name.startswith(".") and (p / "data").is_dir()
+    )
     raise ConfigError(
         f"--datasets {name}: unknown dataset (no folder {path}); datasets in {base}: "
         f"{present or 'none'}; known names: {known}"
