@@ -14,6 +14,9 @@ point leaves either the old checkpoint or the new one, never a half-written one 
 name. Training runs keep their checkpoints in `<run_dir>/checkpoints/step_XXXXXXXX/` with a
 `latest` pointer file (replaced atomically after the directory is in place) and prune old steps.
 
+A failed write (a full disk, an unwritable folder) removes what it wrote and raises
+`physok.write_errors.WriteError` naming the checkpoint and the cause.
+
 Loading validates everything it can and raises `CheckpointError` (a ValueError) naming the file
 and the fix: missing files, truncated or corrupt safetensors/JSON, wrong kind, unsupported format
 version, and state-dict key/shape mismatches against a model.
@@ -37,6 +40,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from physok.write_errors import writing
 
 FORMAT_NAME = "physok-checkpoint"
 FORMAT_VERSION = 1
@@ -222,29 +227,32 @@ def save_model_dir(
         "metrics": _jsonable(dict(metrics or {}), "metrics"),
     }
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt", "kind": kind})
-        _fsync_path(tmp / MODEL_FILE)
-        files = [MODEL_FILE]
-        if train_state is not None:
-            _write_train_state(tmp / TRAIN_STATE_FILE, train_state)
-            files.append(TRAIN_STATE_FILE)
-        # Sizes and hashes let a loader tell a truncated or bit-flipped file from a good one.
-        meta["files"] = {
-            name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
-            for name in files
-        }
-        # config.json last: a directory with a complete config.json is complete.
-        text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
-        _write_bytes_durably(tmp / CONFIG_FILE, text.encode())
-        _fsync_path(tmp, directory=True)
-        _move_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # A full disk or an unwritable folder: one WriteError naming the checkpoint, the temporary
+    # directory removed (torch.save's file errors come as RuntimeError, translated too).
+    with writing(path, f"the {kind} checkpoint"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt", "kind": kind})
+            _fsync_path(tmp / MODEL_FILE)
+            files = [MODEL_FILE]
+            if train_state is not None:
+                _write_train_state(tmp / TRAIN_STATE_FILE, train_state)
+                files.append(TRAIN_STATE_FILE)
+            # Sizes and hashes let a loader tell a truncated or bit-flipped file from a good one.
+            meta["files"] = {
+                name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+                for name in files
+            }
+            # config.json last: a directory with a complete config.json is complete.
+            text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
+            _write_bytes_durably(tmp / CONFIG_FILE, text.encode())
+            _fsync_path(tmp, directory=True)
+            _move_into_place(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return path
 
 
@@ -305,8 +313,9 @@ def save_checkpoint(
     if keep is not None and keep < 1:
         raise CheckpointError(f"keep must be >= 1 (or None to keep all), got {keep}")
     root = checkpoints_dir(run_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(root)
+    with writing(root, f"the {kind} checkpoint"):
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(root)
     target = save_model_dir(
         root / step_dir_name(step),
         kind=kind,
@@ -318,7 +327,8 @@ def save_checkpoint(
         metrics=metrics,
         field_names=field_names,
     )
-    _write_latest(root, target.name)
+    with writing(root / LATEST_FILE, f"the pointer to {target.name}"):
+        _write_latest(root, target.name)
     if keep is not None:
         prune_checkpoints(run_dir, keep)
     return target
@@ -335,8 +345,12 @@ def _remove_leftovers(root: Path) -> None:
 
 def _write_latest(root: Path, name: str) -> None:
     tmp = root / f".{LATEST_FILE}.{os.getpid()}.tmp"
-    _write_bytes_durably(tmp, (name + "\n").encode())
-    os.replace(tmp, root / LATEST_FILE)
+    try:
+        _write_bytes_durably(tmp, (name + "\n").encode())
+        os.replace(tmp, root / LATEST_FILE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _fsync_path(root, directory=True)
 
 

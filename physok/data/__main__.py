@@ -18,6 +18,8 @@ from physok.data.check import check_path
 from physok.data.errors import DataError
 from physok.data.generate import DEFAULT_DATASETS, GenerationConfig, generate_datasets
 from physok.data.generators import GENERATORS
+from physok.run_lock import FolderLockedError
+from physok.write_errors import WriteError
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -140,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _generate(args) if args.command == "generate" else _check(args)
-    except DataError as e:
+    except (DataError, WriteError, FolderLockedError) as e:  # bad input, a full disk, a 2nd run
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (RuntimeError, OSError) as e:  # a solver blew up, a disk filled: no traceback soup

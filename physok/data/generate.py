@@ -3,17 +3,27 @@
 The whole dataset is built under `<base>/.<name>.partial` and renamed into place at the end, so
 an interrupted run never leaves a folder that looks complete. A finished dataset records the
 request that made it (`physok_generation.json`) so re-running with the same request reuses it.
+
+One writer at a time: `generate_datasets` holds the data folder's lock (`<base>/.physok-data.lock`,
+`physok.run_lock`) while it writes, so a second run into the same folder is refused, and the
+process building a dataset holds that dataset's lock (`<base>/.<name>.lock`) while its
+`.partial` folder exists, so a leftover `.partial` is deleted only once its writer is gone.
+Worker processes die with the process that started them (`physok.parent_watch`): a killed run
+leaves no worker behind that goes on writing. A failed write (a full disk) removes the
+`.partial` folder and raises `physok.write_errors.WriteError`.
 """
 
 from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from functools import partial
+from multiprocessing.managers import SyncManager
 from pathlib import Path
 from queue import Empty, Queue
 
@@ -25,6 +35,9 @@ from physok.data.generators import get_generator
 from physok.data.generators.base import DatasetGenerator, SimulationRequest
 from physok.data.stats import compute_stats, write_stats_yaml
 from physok.data.well_format import write_well_file
+from physok.parent_watch import exit_with_parent
+from physok.run_lock import FolderLock, FolderLockedError, lock_file_beside
+from physok.write_errors import writing
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 GENERATION_RECORD = "physok_generation.json"
@@ -36,6 +49,12 @@ DEFAULT_DATASETS: tuple[str, ...] = (
     "rayleigh_benard",
     "gray_scott_reaction_diffusion",
 )
+DATA_LOCK_FILE = ".physok-data.lock"
+PARTIAL_SUFFIX = ".partial"
+# How long a dataset's writer waits for the previous holder of its lock: only a run that was
+# just killed can still hold it (a live run holds the data folder's lock as well), and its
+# workers are ending.
+DATASET_LOCK_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +134,11 @@ def generate_dataset(
         return _generate(name, base, config, overwrite, bar.update)
 
 
+def _record(name: str, config: GenerationConfig) -> dict:
+    """What `physok_generation.json` holds for dataset `name` made with `config`."""
+    return {"dataset": name, **asdict(config), "resolution": list(config.resolution)}
+
+
 def _total_snapshots(config: GenerationConfig) -> int:
     return config.trajectories * config.steps
 
@@ -128,25 +152,62 @@ def _generate(
 ) -> Path:
     config.validate()
     gen = get_generator(name)
+    base = _check_base(base)
+    target = base / name
+    record = _record(name, config)
+
+    if _reusable(target, record, overwrite):
+        on_snapshots(_total_snapshots(config))
+        return target
+    lock = _dataset_lock(target).acquire(timeout=DATASET_LOCK_WAIT_S)
+    try:
+        if _reusable(target, record, overwrite):  # finished by a run this one waited for
+            on_snapshots(_total_snapshots(config))
+            return target
+        with writing(target, f"dataset {name}"):
+            return _write_dataset(gen, name, target, config, record, on_snapshots)
+    finally:
+        lock.release()
+
+
+def _check_base(base: str | Path) -> Path:
     base = Path(base)
     if base.exists() and not base.is_dir():
         raise DataError(f"--out {base} is a file, not a folder; choose a folder for the datasets")
-    target = base / name
-    record = {"dataset": name, **asdict(config), "resolution": list(config.resolution)}
+    return base
 
-    if target.exists():
-        previous = read_generation_record(target)
-        if previous == record and not overwrite:
-            on_snapshots(_total_snapshots(config))
-            return target
-        if not overwrite:
-            raise DataError(
-                f"{target} already exists and was not generated with these settings "
-                f"(found {previous}); pass --overwrite to replace it or choose another --out"
-            )
 
-    staging = base / f".{name}.partial"
-    if staging.exists():
+def _reusable(target: Path, record: dict, overwrite: bool) -> bool:
+    """True when `target` holds the dataset `record` asks for (and it is not to be replaced);
+    a DataError when it holds another one and `overwrite` is off."""
+    if not target.exists():
+        return False
+    previous = read_generation_record(target)
+    if previous == record and not overwrite:
+        return True
+    if not overwrite:
+        raise DataError(
+            f"{target} already exists and was not generated with these settings "
+            f"(found {previous}); pass --overwrite to replace it or choose another --out"
+        )
+    return False
+
+
+def _dataset_lock(target: Path) -> FolderLock:
+    return FolderLock(target, lock_file_beside(target), what="dataset folder")
+
+
+def _write_dataset(
+    gen: DatasetGenerator,
+    name: str,
+    target: Path,
+    config: GenerationConfig,
+    record: dict,
+    on_snapshots: Callable[[int], object],
+) -> Path:
+    """Build the dataset in its `.partial` folder and rename it to `target` (under its lock)."""
+    staging = target.parent / f".{name}{PARTIAL_SUFFIX}"
+    if staging.exists():  # left by a killed run: its lock is ours now, so its writer is gone
         shutil.rmtree(staging)
     sizes = config.split_sizes()
     try:
@@ -173,8 +234,8 @@ def _generate(
             shutil.rmtree(target)
         staging.rename(target)
     finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        if staging.exists():  # ignore_errors: a failing clean-up must not hide the first error
+            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -198,14 +259,79 @@ def generate_datasets(
     config = config or GenerationConfig()
     config.validate()
     jobs = max(1, min(jobs, len(names)))
+    base = _check_base(base)
+    if _all_reusable(names, base, config, overwrite):
+        lock = None  # nothing to write (the folder may even be read-only): no lock needed
+    else:
+        lock = FolderLock(
+            base,
+            base / DATA_LOCK_FILE,
+            what="data folder",
+            hint="it is generating datasets there: wait for it to finish or stop it, then "
+            "rerun, or choose another data folder",
+        ).acquire()
+    try:
+        if lock is not None:
+            remove_stale_partials(base)
+        return _generate_all(names, base, config, overwrite, progress, jobs)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _all_reusable(
+    names: Sequence[str], base: Path, config: GenerationConfig, overwrite: bool
+) -> bool:
+    try:
+        return all(_reusable(base / n, _record(n, config), overwrite) for n in names)
+    except DataError:
+        return False  # reported by the generation itself, in dataset order
+
+
+def remove_stale_partials(base: str | Path) -> list[Path]:
+    """Delete the `.partial` folders of killed runs in `base` (those whose dataset lock is
+    free); a folder being written by a live process is left alone. Returns the removed ones."""
+    removed = []
+    for staging in sorted(Path(base).glob(f".*{PARTIAL_SUFFIX}")):
+        name = staging.name[1 : -len(PARTIAL_SUFFIX)]
+        lock = _dataset_lock(staging.parent / name)
+        try:
+            lock.acquire()
+        except FolderLockedError:
+            continue
+        try:
+            if staging.is_dir():
+                shutil.rmtree(staging, ignore_errors=True)
+                removed.append(staging)
+        finally:
+            lock.release()
+    return removed
+
+
+def _generate_all(
+    names: Sequence[str],
+    base: Path,
+    config: GenerationConfig,
+    overwrite: bool,
+    progress: bool,
+    jobs: int,
+) -> list[Path]:
     if jobs == 1:
         return [
             generate_dataset(name, base, config, overwrite=overwrite, progress=progress)
             for name in names
         ]
     # spawn, not fork: the caller may already run torch's OpenMP threads, which fork can deadlock.
+    # Every helper process dies with this one (exit_with_parent): a killed run leaves none behind.
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+    manager = SyncManager(ctx=ctx)
+    manager.start(exit_with_parent, (os.getpid(),))
+    with (
+        manager,
+        ProcessPoolExecutor(
+            jobs, mp_context=ctx, initializer=exit_with_parent, initargs=(os.getpid(),)
+        ) as pool,
+    ):
         queue = manager.Queue()
         bars = {
             name: tqdm(

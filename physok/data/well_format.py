@@ -106,24 +106,39 @@ def _flag_attrs(dset: h5py.Dataset | h5py.Group, *, sample: bool, time: bool) ->
 def write_well_file(path: str | os.PathLike, traj: WellTrajectories) -> Path:
     """Write `traj` to `path` in The Well's layout, atomically (temporary name, then rename).
 
-    A crash mid-write leaves only `<path>.tmp`, never a file that looks complete.
+    A crash mid-write leaves only `<path>.tmp`, never a file that looks complete; a failed write
+    (e.g. a full disk) removes it and raises the OSError once, from a plain file write.
     """
     traj.validate()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with h5py.File(tmp, "w") as f:
-            _write_root(f, traj)
-            _write_dimensions(f, traj)
-            _write_boundary_conditions(f, traj)
-            _write_scalars(f, traj)
-            _write_fields(f, traj)
+        _write_hdf5(tmp, traj)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _write_hdf5(path: Path, traj: WellTrajectories) -> None:
+    # Built in memory, then written with plain file I/O: HDF5 writing to disk itself reacts
+    # badly to a full disk (its failed flushes print as "Exception ignored" tracebacks, the write
+    # carries on, and the library can crash at exit on the half-closed file). The image is
+    # about the size of `traj`'s arrays, which are in memory already.
+    with h5py.File(path.name, "w", driver="core", backing_store=False) as f:
+        _write_root(f, traj)
+        _write_dimensions(f, traj)
+        _write_boundary_conditions(f, traj)
+        _write_scalars(f, traj)
+        _write_fields(f, traj)
+        f.flush()
+        image = f.id.get_file_image()
+    with open(path, "wb") as out:
+        out.write(image)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _write_root(f: h5py.File, traj: WellTrajectories) -> None:

@@ -52,6 +52,7 @@ from physok.experiment.conditions import (
     tokenisers_needed,
 )
 from physok.experiment.config import ExperimentConfig
+from physok.run_lock import FolderLock
 from physok.train import distributed as dist_utils
 from physok.train.common import METRICS_FILE
 from physok.train.config_overrides import ConfigError
@@ -263,7 +264,9 @@ def _run_stage(train_fn: Any, stage_cfg: Any, kind: str) -> bool:
     run_dir = Path(stage_cfg.run_dir)
     if stage_is_finished(run_dir, stage_cfg.to_dict(), kind):
         return True
-    train_fn(stage_cfg, resume=True)  # resumes an interrupted run, else starts fresh
+    # the run directory's lock, as `python -m physok.train STAGE` takes it (rank 0 holds it)
+    with FolderLock(run_dir, what="run directory", enabled=dist_utils.get_rank() == 0):
+        train_fn(stage_cfg, resume=True)  # resumes an interrupted run, else starts fresh
     return False
 
 
@@ -770,7 +773,30 @@ def _on_main(main: bool, fn: Any) -> Any:
 def run_experiment(
     cfg: ExperimentConfig, *, force: bool = False, command: str | None = None
 ) -> ExperimentOutcome:
-    """Run (or finish) the experiment of `cfg`; see the module docstring."""
+    """Run (or finish) the experiment of `cfg`; see the module docstring.
+
+    The experiment folder is locked for the whole run (`physok.run_lock`; rank 0 holds the lock
+    under torchrun): a second run of the same experiment is refused at once with a
+    FolderLockedError naming this one, and a lock left by a killed run is taken over."""
+    cfg.validate()
+    with experiment_lock(cfg, enabled=int(os.environ.get("RANK", "0")) == 0):  # no group yet
+        return _run_experiment(cfg, force=force, command=command)
+
+
+def experiment_lock(cfg: ExperimentConfig, *, enabled: bool = True) -> FolderLock:
+    """The lock of the experiment folder (its file sits beside the folder, which --force
+    deletes)."""
+    return FolderLock(
+        cfg.run_dir,
+        what="experiment folder",
+        hint="wait for that run to finish (or stop it), or run under another --name",
+        enabled=enabled,
+    )
+
+
+def _run_experiment(
+    cfg: ExperimentConfig, *, force: bool, command: str | None
+) -> ExperimentOutcome:
     cfg.validate()
     t0 = time.perf_counter()
     ctx = dist_utils.init_distributed(cfg.device)

@@ -341,7 +341,9 @@ def _run_mapped(
         _error(str(e))
         return EXIT_CONFIG, None, False
     except OSError as e:  # a full disk, an unwritable folder: what was written is kept
-        _error(f"{e}; free space or fix the folder's permissions, then rerun")
+        from physok.write_errors import describe_os_error
+
+        _error(describe_os_error(e))
         return EXIT_CONFIG, None, False
     except KeyboardInterrupt:
         _error(f"interrupted; {interrupted_hint}")
@@ -359,13 +361,30 @@ def _run_stage(
 ) -> int:
     """Build the config, train, map failures to exit codes, print the summary on rank 0."""
     code, result, is_main = _run_mapped(
-        lambda: train(config_from_args(args), resume=args.resume),
+        lambda: _train_locked(train, config_from_args(args), resume=args.resume),
         training_hint="",
         interrupted_hint="continue with --resume (from the last checkpoint)",
     )
     if code == EXIT_OK and is_main:
         _print_summary(title, result)
     return code
+
+
+def _train_locked(train: Callable[..., Any], cfg: Any, *, resume: bool) -> Any:
+    """`train(cfg)` holding the run directory's lock (rank 0 holds it under torchrun): a second
+    run into the same --run-dir is refused at once, naming this one."""
+    import os
+
+    from physok.run_lock import FolderLock
+
+    lock = FolderLock(
+        cfg.run_dir,
+        what="run directory",
+        hint="wait for that run to finish (or stop it), or choose another --run-dir",
+        enabled=int(os.environ.get("RANK", "0")) == 0,  # the process group does not exist yet
+    )
+    with lock:
+        return train(cfg, resume=resume)
 
 
 def _run_tokeniser(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from physok.data.reader import WellWindowDataset
 from physok.data.registry import WELL_CHANNELS, FieldRegistry
 from physok.train.config_overrides import ConfigError, config_from_dict
 from physok.train.distributed import DistContext
+from physok.write_errors import writing
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -135,7 +136,9 @@ def _dataset_dir(cfg: StageDataConfig, name: str) -> Path:
             f"--datasets {name}: folder {path} is missing; generate it with `python -m "
             f"physok.data generate --dataset {name} --out {base}`"
         )
-    present = sorted(p.name for p in base.iterdir() if (p / "data").is_dir())
+    present = sorted(  # not the hidden `.NAME.partial` folders of unfinished generations
+        p.name for p in base.iterdir() if not p.name.startswith(".") and (p / "data").is_dir()
+    )
     raise ConfigError(
         f"--datasets {name}: unknown dataset (no folder {path}); datasets in {base}: "
         f"{present or 'none'}; known names: {known}"
@@ -252,13 +255,18 @@ class MetricsLog:
                 except json.JSONDecodeError:
                     break  # a line cut by the crash
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
-        self._f = open(path, "a", buffering=1)
+        with writing(path, "the metrics log"):
+            try:
+                tmp.write_text("".join(line + "\n" for line in kept))
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self._f = open(path, "a", buffering=1)
 
     def write(self, record: dict[str, Any]) -> None:
         if self.enabled:
-            self._f.write(json.dumps(record) + "\n")
+            with writing(self.path, "the metrics log"):  # a full disk: one clear error
+                self._f.write(json.dumps(record) + "\n")
 
     def close(self) -> None:
         if self.enabled:
