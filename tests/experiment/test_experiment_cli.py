@@ -142,7 +142,7 @@ def test_miniature_experiment_writes_every_artefact(mini_run: Path) -> None:
 def test_rerun_reuses_finished_stages(mini_run: Path, capsys: pytest.CaptureFixture) -> None:
     before = _results(mini_run)
     evals = sorted((mini_run / "runs" / "mini" / "eval").glob("*.json"))
-    assert len(evals) == 6  # five conditions and the U-Net
+    assert len(evals) == 8  # five conditions, the U-Net and the two tokenisers on the downstream
     stamps = {p: p.stat().st_mtime_ns for p in evals}
     assert main(_argv(mini_run)) == 0
     assert {p: p.stat().st_mtime_ns for p in evals} == stamps  # evaluations came from the cache
