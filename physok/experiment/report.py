@@ -226,9 +226,7 @@ def _vrmse(
     return _num(_get(stat, "mean")), _num(_get(stat, "std"))
 
 
-def horizon_stat(
-    results: dict, key: str, h: str, section: str = "conditions"
-) -> tuple[Any, Any]:
+def horizon_stat(results: dict, key: str, h: str, section: str = "conditions") -> tuple[Any, Any]:
     """Rollout VRMSE (mean, spread or None) of horizon `h`: mean and std over seeds when there
     are several; else the mean over the windows and its standard error (None when the results
     predate per-window values)."""
@@ -254,7 +252,7 @@ def _test(diff: float | None, threshold: float | None) -> dict[str, Any]:
 
 
 def relation(test: dict[str, Any]) -> str | None:
-    """"lower" / "higher" (by more than the spread), "indistinguishable" (within it), or None
+    """ "lower" / "higher" (by more than the spread), "indistinguishable" (within it), or None
     (no spread to compare with): how the first of a tested pair compares with the second."""
     if test.get("exceeds") is None:
         return None
@@ -435,9 +433,7 @@ def compare(results: dict) -> dict:
         "in_domain_relation": head_relation,
         # the paper's direction (lower) confirmed or contradicted beyond the spread; None within
         "confirms_paper_direction": (
-            None
-            if head_relation in (None, "indistinguishable")
-            else head_relation == "lower"
+            None if head_relation in (None, "indistinguishable") else head_relation == "lower"
         ),
     }
     answer["spread_kind"] = spread_kind(results)
@@ -534,9 +530,9 @@ def versus_baselines(results: dict) -> dict[str, Any]:
 def _metric_test(a: Any, b: Any) -> dict[str, Any]:
     """A difference of two {"mean", "std"} entries (e.g. NEPS over subsets) against its spread."""
     ma, mb = _num(_get(a, "mean")), _num(_get(b, "mean"))
-    return _test(None if ma is None or mb is None else ma - mb, _threshold(
-        _get(a, "std"), _get(b, "std")
-    ))
+    return _test(
+        None if ma is None or mb is None else ma - mb, _threshold(_get(a, "std"), _get(b, "std"))
+    )
 
 
 def large_regressions(results: dict, per_condition: dict) -> list[dict[str, Any]]:
@@ -554,8 +550,9 @@ def large_regressions(results: dict, per_condition: dict) -> list[dict[str, Any]
                 found.append(
                     (
                         f"{name} {r}",
-                        _get(c, f"{part}_change_pct" if part == "neps" else "well_nmse_change_pct",
-                             r),
+                        _get(
+                            c, f"{part}_change_pct" if part == "neps" else "well_nmse_change_pct", r
+                        ),
                         relation(_metric_test(stat, _get(base, "next_frame", part, r))),
                     )
                 )
@@ -579,14 +576,17 @@ def outliers(results: dict) -> list[dict[str, Any]]:
     """NEPS values over OUTLIER_FACTOR × persistence's in the same range: each condition's and
     trained baseline's next-frame NEPS, and the peak of each condition's validation curve."""
     baselines = _baselines(results)
-    ref = {r: _num(_get(baselines, "persistence", "next_frame", "neps", r, "mean")) for r in
-           NEPS_RANGES}
+    ref = {
+        r: _num(_get(baselines, "persistence", "next_frame", "neps", r, "mean"))
+        for r in NEPS_RANGES
+    }
     entries = [("conditions", k, _label(results, k)) for k in _condition_keys(results)]
-    entries += [("baselines", b, e.get("label") or b) for b, e in baselines.items()
-                if b != "persistence"]
+    entries += [
+        ("baselines", b, e.get("label") or b) for b, e in baselines.items() if b != "persistence"
+    ]
     out = []
     for section, key, label in entries:
-        entry = (results if section == "conditions" else {"baselines": baselines})
+        entry = results if section == "conditions" else {"baselines": baselines}
         entry = _get(entry, section, key) or {}
         for r in NEPS_RANGES:
             p = ref[r]
@@ -594,8 +594,17 @@ def outliers(results: dict) -> list[dict[str, Any]]:
                 continue
             v = _num(_get(entry, "next_frame", "neps", r, "mean"))
             if v is not None and v > OUTLIER_FACTOR * p:
-                out.append({"label": label, "metric": f"NEPS {r}", "where": "evaluation",
-                            "value": v, "reference": p, "ratio": v / p, "step": None})
+                out.append(
+                    {
+                        "label": label,
+                        "metric": f"NEPS {r}",
+                        "where": "evaluation",
+                        "value": v,
+                        "reference": p,
+                        "ratio": v / p,
+                        "step": None,
+                    }
+                )
             curve = [
                 (x.get("step"), _num(x.get(f"val_neps_{r}")))
                 for x in _get(entry, "training", "curve") or []
@@ -605,8 +614,17 @@ def outliers(results: dict) -> list[dict[str, Any]]:
             if curve:
                 step, peak = max(curve, key=lambda t: t[1])
                 if peak > OUTLIER_FACTOR * p:
-                    out.append({"label": label, "metric": f"NEPS {r}", "where": "validation curve",
-                                "value": peak, "reference": p, "ratio": peak / p, "step": step})
+                    out.append(
+                        {
+                            "label": label,
+                            "metric": f"NEPS {r}",
+                            "where": "validation curve",
+                            "value": peak,
+                            "reference": p,
+                            "ratio": peak / p,
+                            "step": step,
+                        }
+                    )
     return out
 
 
@@ -621,8 +639,9 @@ def _stages(results: dict) -> list[tuple[str, dict, tuple | None]]:
         cond = _get(results, "conditions", key) or {}
         p = cond.get("params") or {}
         params = (p.get("trainable"), p.get("total")) if p.get("total") is not None else None
-        out.append((f"Rollout training: {_label(results, key)}", cond.get("training") or {},
-                    params))
+        out.append(
+            (f"Rollout training: {_label(results, key)}", cond.get("training") or {}, params)
+        )
     return out
 
 
@@ -718,7 +737,7 @@ _RELATION_TEXT = {
 
 
 def _vs_none(change: Any, rel: str | None) -> str:
-    """"-20.8% vs no pretraining, lower by more than the spread" and the like."""
+    """ "-20.8% vs no pretraining, lower by more than the spread" and the like."""
     return f"{fmt_pct(change)} vs no pretraining, {_RELATION_TEXT[rel]}"
 
 
@@ -820,20 +839,18 @@ def _context_paragraph(results: dict) -> str | None:
         text += f"{len(beat)} of {len(keys)} conditions beat it by more than the spread"
         text += " (" + ", ".join(_label(results, k) for k in beat) + ")" if beat else ""
         if tie:
-            text += f", {len(tie)} indistinguishable from it (" + ", ".join(
-                _label(results, k) for k in tie
-            ) + ")"
+            text += (
+                f", {len(tie)} indistinguishable from it ("
+                + ", ".join(_label(results, k) for k in tie)
+                + ")"
+            )
         if above:
             text += f", {len(above)} above it by more than the spread"
         if unknown:
             below = [k for k in unknown if per[k].get("beats")]
-            text += (
-                f", {len(below)} of {len(unknown)} without a spread to compare with below it"
-            )
+            text += f", {len(below)} of {len(unknown)} without a spread to compare with below it"
         parts.append(text)
-    text = (
-        "Against what a user would use instead, on the same windows: " + "; ".join(parts) + "."
-    )
+    text = "Against what a user would use instead, on the same windows: " + "; ".join(parts) + "."
     head = "in_domain_trainable" if "in_domain_trainable" in keys else None
     if head is not None:
         rows = []
@@ -1012,8 +1029,7 @@ def _regressions_paragraph(results: dict, comp: dict) -> str:
             " During rollout training the validation NEPS peaked over "
             f"{OUTLIER_FACTOR:g}× persistence's final value: "
             + "; ".join(
-                f"{o['label']} {o['metric']} {fmt_neps(o['value'])} at step "
-                f"{_fmt_count(o['step'])}"
+                f"{o['label']} {o['metric']} {fmt_neps(o['value'])} at step {_fmt_count(o['step'])}"
                 for o in curve
             )
             + " (Figure 2's NEPS panels use log axes)."
@@ -1099,7 +1115,7 @@ def _answer_paragraphs(results: dict, comp: dict) -> list[str]:
 
 
 def _run_scale(results: dict) -> str:
-    """"32×32 generated data, 160 rollout-training steps": what this run's numbers are at."""
+    """ "32×32 generated data, 160 rollout-training steps": what this run's numbers are at."""
     res = _get(results, "data", "resolution")
     res_txt = "×".join(str(r) for r in res) if isinstance(res, list) and res else "unrecorded"
     origin = "generated" if _get(results, "data", "generated") else "real"
