@@ -4,7 +4,9 @@ From the first `context_frames` true frames of a window (9: frames 1-9) the mode
 `rollout_steps` frames (18: frames 10-27), each from a window that holds its own earlier
 predictions (`RolloutModel.rollout`). VRMSE is taken per step, averaged over windows and fields,
 and summarised by horizon: the mean of the per-step values over each inclusive, 1-based step
-range (paper: 1-2, 3-6, 7-18).
+range (paper: 1-2, 3-6, 7-18). Each window's own values are kept too (`per_window`), so a
+report can give the spread over windows (`horizon_spread`: std and standard error) and compare
+two models window by window: every model is evaluated on the same windows (`window_indices`).
 
 Windows: `rollout_windows` are drawn at random (seeded) and spread over trajectories: one
 window per trajectory in a random order of trajectories, then a second one, and so on, so a
@@ -14,6 +16,7 @@ units normalised by each window's context RMS (per sample and field), like the n
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -39,6 +42,7 @@ __all__ = [
     "evaluate_rollout",
     "horizon_means",
     "open_rollout_dataset",
+    "window_spread",
 ]
 
 
@@ -175,8 +179,11 @@ def evaluate_rollout(
     """Rollout VRMSE per step and by horizon on `dataset` (windows of at least
     `model.context_frames + cfg.rollout_steps` frames; see `open_rollout_dataset`).
 
-    Returns {"split", "steps", "windows", "per_step_vrmse", "horizons", "persistence", "notes"};
-    "persistence" holds the same numbers for the forecast that repeats the last context frame.
+    Returns {"split", "steps", "windows", "window_indices", "per_step_vrmse", "per_step_std",
+    "horizons", "horizon_spread", "per_window_horizons", "persistence", "linear_extrapolation",
+    "notes"}; "persistence" and "linear_extrapolation" hold the same numbers (less the window
+    indices and notes) for the forecasts that repeat the last context frame and continue the
+    line through the last two. Stds are sample stds over the windows (None for one window).
     """
     ctx, steps = model.context_frames, cfg.rollout_steps
     if dataset.window < ctx + steps:
@@ -200,21 +207,28 @@ def evaluate_rollout(
     total = torch.zeros(steps, dtype=torch.float64)
     persist = torch.zeros(steps, dtype=torch.float64)
     linear = torch.zeros(steps, dtype=torch.float64)
+    # (windows, steps) per forecast, fields averaged: the spread over windows
+    windows: dict[str, list[torch.Tensor]] = {"model": [], "persistence": [], "linear": []}
     try:
         with tqdm(total=len(indices), desc="rollout", unit="window", disable=not progress) as bar:
             for batch in loader:
                 per = rollout_vrmse(model, batch["fields"], batch["field_indices"], steps, cfg)
+                windows["model"].append(per.double().mean(dim=2))
                 total += per.double().mean(dim=2).sum(dim=0)  # fields averaged, windows summed
                 ref = persistence_vrmse(batch["fields"], ctx, steps)
+                windows["persistence"].append(ref.double().mean(dim=2))
                 persist += ref.double().mean(dim=2).sum(dim=0)
                 ref = linear_extrapolation_vrmse(batch["fields"], ctx, steps)
+                windows["linear"].append(ref.double().mean(dim=2))
                 linear += ref.double().mean(dim=2).sum(dim=0)
                 bar.update(per.shape[0])
     finally:
         model.train(was_training)
+    # the means stay the running sums above (identical to the numbers before the spread was kept)
     per_step = (total / len(indices)).tolist()
     persist_step = (persist / len(indices)).tolist()
     linear_step = (linear / len(indices)).tolist()
+    per_window = {k: torch.cat(v).tolist() for k, v in windows.items()}
     clipped = [(a, b) for a, b in cfg.horizons if b > steps]
     if clipped:
         notes.append(
@@ -225,17 +239,40 @@ def evaluate_rollout(
         "split": dataset.split,
         "steps": steps,
         "windows": len(indices),
-        **_per_step_summary(per_step, cfg),
+        "window_indices": indices,
+        **_per_step_summary(per_step, per_window["model"], cfg),
         # the reference forecasts on the same windows: "repeat the last context frame" and
         # "extrapolate the last two linearly"
-        "persistence": _per_step_summary(persist_step, cfg),
-        "linear_extrapolation": _per_step_summary(linear_step, cfg),
+        "persistence": _per_step_summary(persist_step, per_window["persistence"], cfg),
+        "linear_extrapolation": _per_step_summary(linear_step, per_window["linear"], cfg),
         "notes": notes,
     }
 
 
-def _per_step_summary(per_step: list[float], cfg: EvalConfig) -> dict[str, Any]:
+def window_spread(values: Sequence[float]) -> dict[str, Any]:
+    """{"std" (sample std over windows), "sem" (standard error of their mean), "n"}; std and
+    sem are None for fewer than two values."""
+    n = len(values)
+    if n < 2:
+        return {"std": None, "sem": None, "n": n}
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return {"std": json_number(std), "sem": json_number(std / math.sqrt(n)), "n": n}
+
+
+def _per_step_summary(
+    per_step: list[float], per_window: list[list[float]], cfg: EvalConfig
+) -> dict[str, Any]:
+    """Means per step and by horizon, with each window's own horizon means and their spread."""
+    by_window = [horizon_means(w, cfg.horizons) for w in per_window]
+    keys = list(horizon_means(per_step, cfg.horizons))
+    columns = {h: [w[h] for w in by_window] for h in keys}
     return {
         "per_step_vrmse": [json_number(v) for v in per_step],
+        "per_step_std": [window_spread(list(col))["std"] for col in zip(*per_window, strict=True)]
+        if per_window
+        else [],
         "horizons": {k: json_number(v) for k, v in horizon_means(per_step, cfg.horizons).items()},
+        "horizon_spread": {h: window_spread(columns[h]) for h in keys},
+        "per_window_horizons": {h: [json_number(v) for v in columns[h]] for h in keys},
     }

@@ -3,13 +3,16 @@
 Figures are built on `matplotlib.figure.Figure` with an explicit Agg canvas rather than pyplot:
 no global figure registry or backend switch, so rendering works headless and from threads.
 Each condition keeps one colour, line style and marker in every figure: in-domain solid,
-out-of-domain dashed, no pretraining dotted, mostly frozen with square markers.
+out-of-domain dashed, no pretraining dotted, mostly frozen with square markers. Rollout bars
+carry error bars and per-step lines a band: the standard error over the evaluated windows (or
+the std across seeds, for bars of a run with several), the spread the report's claims use.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from physok.atomic_io import write_bytes_atomic
-from physok.experiment.report import CONDITION_ORDER, NEPS_RANGES, horizon_keys
+from physok.experiment.report import (
+    CONDITION_ORDER,
+    NEPS_RANGES,
+    horizon_keys,
+    horizon_stat,
+    spread_kind,
+)
 
 __all__ = [
     "CONDITION_STYLES",
@@ -196,6 +205,39 @@ def _baseline_rollouts(results: dict, with_rollout: list) -> list[tuple[str, dic
     return [("persistence", {"label": "Persistence (repeat last frame)", "rollout": ref})]
 
 
+def _per_step_points(rollout: dict) -> list[tuple[int, float, float | None]]:
+    """(step, mean, standard error or None) of a rollout's finite per-step values."""
+    means = rollout.get("per_step_vrmse") or []
+    stds = rollout.get("per_step_std") or []
+    n = _num(rollout.get("windows"))
+    out = []
+    for k, v in enumerate(means):
+        v = _num(v)
+        if v is None:
+            continue
+        std = _num(stds[k]) if k < len(stds) else None
+        sem = None if std is None or n is None or n < 2 else std / math.sqrt(n)
+        out.append((k + 1, v, sem))
+    return out
+
+
+def _band(ax: Any, pts: list[tuple[int, float, float | None]], color: str, alpha: float) -> bool:
+    """A shaded ± standard error band around a per-step line (where the errors are known);
+    True when one was drawn."""
+    known = [(s, v, e) for s, v, e in pts if e is not None]
+    if len(known) > 1:
+        ax.fill_between(
+            [p[0] for p in known],
+            [p[1] - p[2] for p in known],
+            [p[1] + p[2] for p in known],
+            color=color,
+            alpha=alpha,
+            linewidth=0,
+        )
+        return True
+    return False
+
+
 def plot_rollout_horizons(results: dict, path: Path) -> Path:
     """Figure 3 analogue: rollout VRMSE per horizon (grouped bars) and per step (lines)."""
     fig = _new_figure(14.0, 5.0)
@@ -209,15 +251,17 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
     width = 0.8 / n
     handles: dict[str, Any] = {}
     bars_drawn = False
+    errors_drawn = False
     for j, (i, ckey, cond) in enumerate(with_rollout):
         st = _style(ckey, i)
-        values = cond["rollout"].get("horizons") or {}
-        xs, hs = [], []
+        xs, hs, errs = [], [], []
         for h_i, h in enumerate(horizons):
-            v = _num(values.get(h))
+            v, err = horizon_stat(results, ckey, h)
+            v = _num(v)
             if v is not None:
                 xs.append(h_i - 0.4 + width * (j + 0.5))
                 hs.append(v)
+                errs.append(_num(err) or 0.0)
         if xs:
             bars = ax_bar.bar(
                 xs,
@@ -227,22 +271,28 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
                 hatch="//" if st["marker"] == "s" else None,
                 edgecolor="white",
                 label=_label(ckey, cond),
+                yerr=errs if any(errs) else None,
+                error_kw={"ecolor": "#222222", "elinewidth": 1.0, "capsize": 3},
             )
+            errors_drawn = errors_drawn or any(errs)
             handles.setdefault(_label(ckey, cond), bars)
             bars_drawn = True
     ax_bar.set_xticks(range(len(horizons)), [f"steps {h}" for h in horizons])
     ax_bar.set_ylabel("VRMSE")
-    ax_bar.set_title("Rollout VRMSE by horizon")
+    several = spread_kind(results) == "seeds"
+    spread = "± std across seeds" if several else "± standard error over windows"
+    ax_bar.set_title(
+        f"Rollout VRMSE by horizon ({spread if errors_drawn else 'no spread recorded'})"
+    )
     ax_bar.grid(True, axis="y", alpha=0.3)
     if not bars_drawn:
         _no_data(ax_bar)
 
     lines_drawn = False
+    bands_drawn = False
     for i, ckey, cond in with_rollout:
         st = _style(ckey, i)
-        per_step = cond["rollout"].get("per_step_vrmse") or []
-        pts = [(i + 1, _num(v)) for i, v in enumerate(per_step)]
-        pts = [(s, v) for s, v in pts if v is not None]
+        pts = _per_step_points(cond["rollout"])
         if not pts:
             continue
         (line,) = ax_line.plot(
@@ -253,6 +303,7 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
             linewidth=1.6,
             **st,
         )
+        bands_drawn = _band(ax_line, pts, st["color"], 0.15) or bands_drawn
         handles.setdefault(_label(ckey, cond), line)
         lines_drawn = True
     # the baselines (same windows for every condition) as reference lines
@@ -260,8 +311,7 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
         color, dash = _BASELINE_STYLES[b_i % len(_BASELINE_STYLES)]
         label = entry.get("label", bkey)
         ref = entry["rollout"]
-        pts = [(s + 1, _num(v)) for s, v in enumerate(ref.get("per_step_vrmse") or [])]
-        pts = [(s, v) for s, v in pts if v is not None]
+        pts = _per_step_points(ref)
         if pts:
             (line,) = ax_line.plot(
                 [p[0] for p in pts],
@@ -271,6 +321,7 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
                 linewidth=1.4,
                 label=label,
             )
+            _band(ax_line, pts, color, 0.08)
             handles.setdefault(label, line)
         for h_i, h in enumerate(horizons):
             v = _num((ref.get("horizons") or {}).get(h))
@@ -283,7 +334,8 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
     ax_line.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_line.set_xlabel("autoregressive step")
     ax_line.set_ylabel("VRMSE")
-    ax_line.set_title("Rollout VRMSE per step")
+    band = "band: ± standard error over windows" if bands_drawn else "no spread recorded"
+    ax_line.set_title(f"Rollout VRMSE per step{', first seed' if several else ''} ({band})")
     ax_line.grid(True, alpha=0.3)
     if not lines_drawn:
         _no_data(ax_line)
@@ -292,31 +344,83 @@ def plot_rollout_horizons(results: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_tokeniser_curves(results: dict, path: Path) -> Path | None:
-    """Validation VRMSE vs step of each tokeniser-pretraining stage; None when there is none."""
-    tokenisers = results.get("tokenisers") or {}
-    series = []
-    for i, (key, tok) in enumerate(tokenisers.items()):
+def _tokeniser_panels(results: dict) -> list[tuple[str, list[tuple[str, list, list, dict]]]]:
+    """(panel title, [(label, steps, values, style)]) with one panel per dataset, so no axis
+    mixes reconstructions of different data. A tokeniser whose curve has per-dataset values
+    draws one line per dataset; an older record with only the mean over several datasets gets
+    a panel of its own for that mean."""
+    panels: dict[str, list[tuple[str, list, list, dict]]] = {}
+    downstream = results.get("downstream_dataset")
+    if downstream:
+        panels[downstream] = []
+    for i, (key, tok) in enumerate((results.get("tokenisers") or {}).items()):
         if not isinstance(tok, dict):
             continue
-        xs, ys = _points(tok.get("curve"), "step", "val_vrmse_mean")
-        if xs:
-            st = _TOKENISER_STYLES.get(key) or _style(key, i)
-            series.append((tok.get("label") or key, xs, ys, st))
-    if not series:
+        st = _TOKENISER_STYLES.get(key) or _style(key, i)
+        name = tok.get("label") or key
+        short = {"in_domain": "In-domain tokeniser", "out_of_domain": "Out-of-domain tokeniser"}
+        label = short.get(key, name)
+        datasets = [d for d in tok.get("datasets") or [] if isinstance(d, str)]
+        curve = [e for e in tok.get("curve") or [] if isinstance(e, dict)]
+        per_dataset = any(isinstance(e.get("val_vrmse"), dict) for e in curve)
+        if per_dataset or len(datasets) == 1:
+            for d in datasets:
+                xs, ys = [], []
+                for e in curve:
+                    value = (e.get("val_vrmse") or {}).get(d) if per_dataset else None
+                    y = _num(value if per_dataset else e.get("val_vrmse_mean"))
+                    x = _num(e.get("step"))
+                    if x is not None and y is not None:
+                        xs.append(x)
+                        ys.append(y)
+                if xs:
+                    panels.setdefault(d, []).append((label, xs, ys, st))
+        else:
+            xs, ys = _points(curve, "step", "val_vrmse_mean")
+            if xs:
+                title = f"mean over {', '.join(datasets) or 'its datasets'}"
+                panels.setdefault(title, []).append((f"{label} (mean)", xs, ys, st))
+        rec = tok.get("downstream_reconstruction")
+        if downstream and isinstance(rec, dict) and downstream not in datasets:
+            y = _num((rec.get("vrmse") or {}).get("mean"))
+            if y is not None:
+                err = _num((rec.get("vrmse") or {}).get("sem"))
+                x = _num(tok.get("steps")) or 0.0
+                point = {**st, "linestyle": "none", "marker": "*", "markersize": 12}
+                panels[downstream].append(
+                    (f"{label}, never trained on it (final)", [x], [y], {**point, "err": err})
+                )
+    return [(title, series) for title, series in panels.items() if series]
+
+
+def plot_tokeniser_curves(results: dict, path: Path) -> Path | None:
+    """Validation reconstruction VRMSE vs pretraining step, one panel per dataset; the
+    downstream panel also holds the out-of-domain tokeniser's reconstruction of the downstream
+    data (never trained on it). None when there is no curve."""
+    panels = _tokeniser_panels(results)
+    if not panels:
         return None
-    fig = _new_figure(7.5, 4.8)
-    ax = fig.subplots()
-    for label, xs, ys, st in series:
-        ax.plot(xs, ys, label=label, markersize=4, linewidth=1.6, **st)
-    values = [y for _, _, ys, _ in series for y in ys]
-    if all(y > 0 for y in values):
-        _log_y(ax, values)
-    ax.set_xlabel("pretraining step")
-    ax.set_ylabel("validation VRMSE (mean over datasets)")
-    ax.set_title(f"Tokeniser pretraining — {results.get('name', 'run')}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(frameon=False)
+    fig = _new_figure(max(5.0 * len(panels), 7.5), 4.8)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    downstream = results.get("downstream_dataset")
+    for ax, (title, series) in zip(axes, panels, strict=True):
+        values = []
+        for label, xs, ys, st in series:
+            style = {k: v for k, v in st.items() if k != "err"}
+            if st.get("err") is not None:
+                ax.errorbar(xs, ys, yerr=[st["err"]], label=label, capsize=3, **style)
+            else:
+                ax.plot(xs, ys, label=label, linewidth=1.6, **{"markersize": 4, **style})
+            values += ys
+        if values and all(y > 0 for y in values):
+            _log_y(ax, values)
+        title = f"{title} (downstream)" if title == downstream else title
+        ax.set_title(textwrap.fill(title, 42), fontsize="medium")
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("reconstruction VRMSE (validation)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(frameon=False, fontsize="small")
+    fig.suptitle(f"Tokeniser pretraining — {results.get('name', 'run')}")
     return _save(fig, path)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "PAPER_REFERENCE",
     "compare",
     "horizon_keys",
+    "horizon_stat",
     "render_report",
     "write_report",
 ]
@@ -34,6 +35,20 @@ __all__ = [
 # "7-10" for 10 steps), so tables and figures use `horizon_keys(results)`
 HORIZONS: tuple[str, ...] = ("1-2", "3-6", "7-18")
 NEPS_RANGES: tuple[str, ...] = ("low", "mid", "high")
+
+# A difference between two numbers counts only when it exceeds SPREAD_FACTOR × its standard
+# error (about 95 % for a normal error); within that, the report calls the two indistinguishable.
+SPREAD_FACTOR = 2.0
+# A condition this much worse than no pretraining on any metric shown is named in the text.
+LARGE_REGRESSION_PCT = 10.0
+# A next-frame NEPS value this many times persistence's (same range) is named as an outlier.
+OUTLIER_FACTOR = 10.0
+# Timing noise: conditions with the same architecture and trainable parameters whose median
+# step times differ by more than this fraction, or a stage whose step times' interquartile
+# range spans more than STEP_TIME_SPREAD of its median, get a warning in the cost section
+# (quartiles, not deciles: SOAP's periodic preconditioner steps are the stage's own cost).
+STEP_TIME_MISMATCH = 0.25
+STEP_TIME_SPREAD = 0.25
 
 # The paper's headline numbers (DESIGN.md §1; paper §3.2, Table 5 text and §3.3). VRMSE on Euler
 # after 10,500 rollout-training steps; the out-of-domain frozen value was lost in extraction, only
@@ -211,26 +226,90 @@ def _vrmse(
     return _num(_get(stat, "mean")), _num(_get(stat, "std"))
 
 
-def _horizon(results: dict, key: str, h: str, section: str = "conditions") -> tuple[Any, Any]:
-    """Rollout VRMSE (mean, std or None) of horizon `h`: over seeds when there are several."""
+def horizon_stat(results: dict, key: str, h: str, section: str = "conditions") -> tuple[Any, Any]:
+    """Rollout VRMSE (mean, spread or None) of horizon `h`: mean and std over seeds when there
+    are several; else the mean over the windows and its standard error (None when the results
+    predate per-window values)."""
     entry = _get(results, section, key) or {}
     if spread_kind(results) == "seeds" and _get(entry, "across_seeds", "horizons", h):
         stat = _get(entry, "across_seeds", "horizons", h)
         return _num(_get(stat, "mean")), _num(_get(stat, "std"))
-    return _num(_get(entry, "rollout", "horizons", h)), None
+    ro = _get(entry, "rollout") or {}
+    return _num(_get(ro, "horizons", h)), _num(_get(ro, "horizon_spread", h, "sem"))
+
+
+def _threshold(sa: Any, sb: Any) -> float | None:
+    """SPREAD_FACTOR·sqrt(sa² + sb²): what a difference of two independent means must beat."""
+    a, b = _num(sa), _num(sb)
+    if a is None or b is None or (a == 0 and b == 0):  # no spread to compare with
+        return None
+    return SPREAD_FACTOR * math.sqrt(a * a + b * b)
+
+
+def _test(diff: float | None, threshold: float | None) -> dict[str, Any]:
+    exceeds = None if diff is None or threshold is None else abs(diff) > threshold
+    return {"difference": diff, "threshold": threshold, "exceeds": exceeds}
+
+
+def relation(test: dict[str, Any]) -> str | None:
+    """ "lower" / "higher" (by more than the spread), "indistinguishable" (within it), or None
+    (no spread to compare with): how the first of a tested pair compares with the second."""
+    if test.get("exceeds") is None:
+        return None
+    if not test["exceeds"]:
+        return "indistinguishable"
+    return "lower" if test["difference"] < 0 else "higher"
+
+
+def next_frame_test(
+    results: dict, a: str, b: str, sec_a: str = "conditions", sec_b: str = "conditions"
+) -> dict[str, Any]:
+    """Next-frame VRMSE of `a` minus `b`, against SPREAD_FACTOR·sqrt(s_a² + s_b²) with s the std
+    across seeds when the run has several, else over validation subsets (`spread_kind`)."""
+    va, sa = _vrmse(results, a, sec_a)
+    vb, sb = _vrmse(results, b, sec_b)
+    diff = None if va is None or vb is None else va - vb
+    return _test(diff, _threshold(sa, sb))
+
+
+def _window_values(results: dict, key: str, h: str, section: str) -> tuple[list, Any]:
+    ro = _get(results, section, key, "rollout") or {}
+    values = _get(ro, "per_window_horizons", h)
+    return (values if isinstance(values, list) else []), ro.get("window_indices")
+
+
+def rollout_test(
+    results: dict, a: str, b: str, h: str, sec_a: str = "conditions", sec_b: str = "conditions"
+) -> dict[str, Any]:
+    """Rollout VRMSE of `a` minus `b` at horizon `h`, against its spread.
+
+    Several seeds: SPREAD_FACTOR·sqrt(s_a² + s_b²) with the stds across seeds. One seed: when
+    both were evaluated on the same windows (same `window_indices`, per-window values kept),
+    SPREAD_FACTOR × the standard error of the per-window differences (a paired comparison: a
+    hard window is hard for both); else the two standard errors combined as above.
+    """
+    ma, sa = horizon_stat(results, a, h, sec_a)
+    mb, sb = horizon_stat(results, b, h, sec_b)
+    diff = None if ma is None or mb is None else ma - mb
+    out = {**_test(diff, _threshold(sa, sb)), "paired": False}
+    if spread_kind(results) == "seeds" or diff is None:
+        return out
+    wa, ia = _window_values(results, a, h, sec_a)
+    wb, ib = _window_values(results, b, h, sec_b)
+    pairs = [(_num(x), _num(y)) for x, y in zip(wa, wb, strict=False)]
+    same = ia is not None and ia == ib and len(wa) == len(wb) >= 2
+    if same and all(x is not None and y is not None for x, y in pairs):
+        d = np.array([x - y for x, y in pairs])
+        se = float(d.std(ddof=1) / math.sqrt(len(d)))
+        out = {**_test(diff, SPREAD_FACTOR * se if se > 0 else None), "paired": True}
+    return out
 
 
 def _spread_test(results: dict, a: str, b: str) -> tuple[bool | None, float | None]:
     """Does |VRMSE_a − VRMSE_b| exceed 2·sqrt(std_a² + std_b²)? The std is across seeds when
     the run has several, else over validation subsets (`spread_kind`)."""
-    va, sa = _vrmse(results, a)
-    vb, sb = _vrmse(results, b)
-    if va is None or vb is None or sa is None or sb is None:
-        return None, None
-    if sa == 0 and sb == 0:  # every subset was the whole split: no spread to compare with
-        return None, None
-    threshold = 2.0 * math.sqrt(sa * sa + sb * sb)
-    return abs(va - vb) > threshold, threshold
+    t = next_frame_test(results, a, b)
+    return t["exceeds"], t["threshold"]
 
 
 def compare(results: dict) -> dict:
@@ -251,7 +330,9 @@ def compare(results: dict) -> dict:
             continue
         cond = _get(results, "conditions", key) or {}
         v, s = _vrmse(results, key)
-        exceeds, threshold = _spread_test(results, key, BASELINE)
+        nf_test = next_frame_test(results, key, BASELINE)
+        exceeds, threshold = nf_test["exceeds"], nf_test["threshold"]
+        h_tests = {h: rollout_test(results, key, BASELINE, h) for h in horizons}
         change = _pct_change(v, base_v)
         paper_dir = PAPER_REFERENCE["direction"].get(key)
         direction = None if change is None else ("lower" if change < 0 else "higher")
@@ -275,12 +356,18 @@ def compare(results: dict) -> dict:
                 for r in NEPS_RANGES
             },
             "horizon_change_pct": {
-                h: _pct_change(_horizon(results, key, h)[0], _horizon(results, BASELINE, h)[0])
+                h: _pct_change(
+                    horizon_stat(results, key, h)[0], horizon_stat(results, BASELINE, h)[0]
+                )
                 for h in horizons
             },
             "difference_exceeds_subset_spread": exceeds,
             "subset_spread_threshold": threshold,
             "spread_kind": spread_kind(results),
+            # vs no pretraining: "lower" / "higher" beyond the spread, "indistinguishable", None
+            "vrmse_relation": relation(nf_test),
+            "horizon_tests": h_tests,
+            "horizon_relation": {h: relation(t) for h, t in h_tests.items()},
             "direction": direction,
             "paper_vrmse": PAPER_REFERENCE["vrmse"].get(key),
             "paper_vrmse_change_pct": PAPER_REFERENCE["vrmse_change_pct"].get(key),
@@ -305,8 +392,10 @@ def compare(results: dict) -> dict:
 
     # the paper's §3.3 finding concerns the longest horizon (steps 7-18)
     longest = horizons[-1]
-    frozen_h = _horizon(results, "in_domain_frozen", longest)[0]
-    train_h = _horizon(results, "in_domain_trainable", longest)[0]
+    frozen_h = horizon_stat(results, "in_domain_frozen", longest)[0]
+    train_h = horizon_stat(results, "in_domain_trainable", longest)[0]
+    frozen_vs_trainable = rollout_test(results, "in_domain_frozen", "in_domain_trainable", longest)
+    head_relation = _get(per_condition, head, "vrmse_relation") if head else None
     ood_frozen = change_of("out_of_domain_frozen")
     steps = {k: _num(_get(results, "conditions", k, "training", "steps")) for k in keys}
     head_steps = [steps.get(BASELINE), steps.get(head)] if head else []
@@ -338,6 +427,14 @@ def compare(results: dict) -> dict:
         "in_domain_frozen_beats_trainable_longest_horizon": (
             None if frozen_h is None or train_h is None else frozen_h < train_h
         ),
+        # the same, tested against the spread: "lower" means the frozen one is better
+        "in_domain_frozen_vs_trainable_longest_horizon": relation(frozen_vs_trainable),
+        "in_domain_frozen_vs_trainable_test": frozen_vs_trainable,
+        "in_domain_relation": head_relation,
+        # the paper's direction (lower) confirmed or contradicted beyond the spread; None within
+        "confirms_paper_direction": (
+            None if head_relation in (None, "indistinguishable") else head_relation == "lower"
+        ),
     }
     answer["spread_kind"] = spread_kind(results)
     answer["seeds"] = _seed_count(results)
@@ -348,8 +445,14 @@ def compare(results: dict) -> dict:
         "baseline_vrmse_std": base_s,
         "conditions": per_condition,
         "ranking": ranking,
+        "ranking_separated": [
+            next_frame_test(results, a, b)["exceeds"] for a, b in itertools.pairwise(ranking)
+        ],
         "answer": answer,
         "versus_baselines": versus_baselines(results),
+        "regressions": large_regressions(results, per_condition),
+        "outliers": outliers(results),
+        "timing_warnings": timing_warnings(results),
         "paper": PAPER_REFERENCE,
     }
 
@@ -402,7 +505,7 @@ def versus_baselines(results: dict) -> dict[str, Any]:
             ratio = None if v is None or vb is None or vb == 0 else v / vb
             hz = {}
             for h in horizons:
-                a, r = _horizon(results, key, h)[0], _horizon(results, b, h, "baselines")[0]
+                a, r = horizon_stat(results, key, h)[0], horizon_stat(results, b, h, "baselines")[0]
                 hz[h] = None if a is None or r is None or r == 0 else a / r
             per[key] = {
                 "vrmse_ratio": ratio,
@@ -411,15 +514,190 @@ def versus_baselines(results: dict) -> dict[str, Any]:
                 "beats_every_horizon": None
                 if None in hz.values() or not hz
                 else all(x < 1.0 for x in hz.values()),
+                # against the spread: "lower" means the condition is better than the baseline
+                "vrmse_relation": relation(
+                    next_frame_test(results, key, b, "conditions", "baselines")
+                ),
+                "horizon_relation": {
+                    h: relation(rollout_test(results, key, b, h, "conditions", "baselines"))
+                    for h in horizons
+                },
             }
         out[b] = {"label": _get(results, "baselines", b, "label") or b, "vrmse": vb, "per": per}
     return out
+
+
+def _metric_test(a: Any, b: Any) -> dict[str, Any]:
+    """A difference of two {"mean", "std"} entries (e.g. NEPS over subsets) against its spread."""
+    ma, mb = _num(_get(a, "mean")), _num(_get(b, "mean"))
+    return _test(
+        None if ma is None or mb is None else ma - mb, _threshold(_get(a, "std"), _get(b, "std"))
+    )
+
+
+def large_regressions(results: dict, per_condition: dict) -> list[dict[str, Any]]:
+    """Every (condition, metric) at least LARGE_REGRESSION_PCT % worse than no pretraining,
+    over the metrics the report shows: next-frame VRMSE, NEPS and NMSE per range, rollout
+    horizons; each with its relation to the spread ("higher" = beyond it)."""
+    base = _get(results, "conditions", BASELINE) or {}
+    out = []
+    for key, c in per_condition.items():
+        cond = _get(results, "conditions", key) or {}
+        found = [("next-frame VRMSE", c.get("vrmse_change_pct"), c.get("vrmse_relation"))]
+        for part, name in (("neps", "NEPS"), ("well_nmse", "NMSE")):
+            for r in NEPS_RANGES:
+                stat = _get(cond, "next_frame", part, r)
+                found.append(
+                    (
+                        f"{name} {r}",
+                        _get(
+                            c, f"{part}_change_pct" if part == "neps" else "well_nmse_change_pct", r
+                        ),
+                        relation(_metric_test(stat, _get(base, "next_frame", part, r))),
+                    )
+                )
+        for h, change in (c.get("horizon_change_pct") or {}).items():
+            found.append((f"rollout VRMSE {h}", change, _get(c, "horizon_relation", h)))
+        for metric, change, rel in found:
+            if change is not None and change >= LARGE_REGRESSION_PCT:
+                out.append(
+                    {
+                        "condition": key,
+                        "label": c.get("label") or key,
+                        "metric": metric,
+                        "change_pct": change,
+                        "relation": rel,
+                    }
+                )
+    return out
+
+
+def outliers(results: dict) -> list[dict[str, Any]]:
+    """NEPS values over OUTLIER_FACTOR × persistence's in the same range: each condition's and
+    trained baseline's next-frame NEPS, and the peak of each condition's validation curve."""
+    baselines = _baselines(results)
+    ref = {
+        r: _num(_get(baselines, "persistence", "next_frame", "neps", r, "mean"))
+        for r in NEPS_RANGES
+    }
+    entries = [("conditions", k, _label(results, k)) for k in _condition_keys(results)]
+    entries += [
+        ("baselines", b, e.get("label") or b) for b, e in baselines.items() if b != "persistence"
+    ]
+    out = []
+    for section, key, label in entries:
+        entry = results if section == "conditions" else {"baselines": baselines}
+        entry = _get(entry, section, key) or {}
+        for r in NEPS_RANGES:
+            p = ref[r]
+            if p is None or p <= 0:
+                continue
+            v = _num(_get(entry, "next_frame", "neps", r, "mean"))
+            if v is not None and v > OUTLIER_FACTOR * p:
+                out.append(
+                    {
+                        "label": label,
+                        "metric": f"NEPS {r}",
+                        "where": "evaluation",
+                        "value": v,
+                        "reference": p,
+                        "ratio": v / p,
+                        "step": None,
+                    }
+                )
+            curve = [
+                (x.get("step"), _num(x.get(f"val_neps_{r}")))
+                for x in _get(entry, "training", "curve") or []
+                if isinstance(x, dict)
+            ]
+            curve = [(st, v) for st, v in curve if v is not None]
+            if curve:
+                step, peak = max(curve, key=lambda t: t[1])
+                if peak > OUTLIER_FACTOR * p:
+                    out.append(
+                        {
+                            "label": label,
+                            "metric": f"NEPS {r}",
+                            "where": "validation curve",
+                            "value": peak,
+                            "reference": p,
+                            "ratio": peak / p,
+                            "step": step,
+                        }
+                    )
+    return out
+
+
+def _stages(results: dict) -> list[tuple[str, dict, tuple | None]]:
+    """(label, training record, (trainable, total) parameters or None) of every timed stage."""
+    out = [
+        (f"Tokeniser pretraining: {t.get('label', k)}", t, None)
+        for k, t in (results.get("tokenisers") or {}).items()
+        if isinstance(t, dict)
+    ]
+    for key in _condition_keys(results):
+        cond = _get(results, "conditions", key) or {}
+        p = cond.get("params") or {}
+        params = (p.get("trainable"), p.get("total")) if p.get("total") is not None else None
+        out.append(
+            (f"Rollout training: {_label(results, key)}", cond.get("training") or {}, params)
+        )
+    return out
+
+
+def timing_warnings(results: dict) -> dict[str, Any]:
+    """Signs that the machine's load moved the step times: conditions with the same
+    architecture and trainable parameters (same work per step) whose median step times differ
+    by more than STEP_TIME_MISMATCH, and stages whose step times' interquartile range spans
+    more than STEP_TIME_SPREAD of their median."""
+    stages = _stages(results)
+    groups: dict[tuple, list[tuple[str, float]]] = {}
+    for label, rec, params in stages:
+        med = _num(rec.get("median_step_s"))
+        if params is not None and med is not None and med > 0:
+            groups.setdefault(params, []).append((label, med))
+    warnings = []
+    compared = [g for g in groups.values() if len(g) > 1]
+    for params, group in groups.items():
+        if len(group) < 2:
+            continue
+        lo, hi = min(m for _, m in group), max(m for _, m in group)
+        if hi / lo - 1.0 > STEP_TIME_MISMATCH:
+            warnings.append(
+                {
+                    "kind": "same_architecture",
+                    "stages": [lbl for lbl, _ in group],
+                    "params": list(params),
+                    "median_step_s": [m for _, m in group],
+                    "ratio": hi / lo,
+                }
+            )
+    spreads = 0
+    for label, rec, _ in stages:
+        med, spread = _num(rec.get("median_step_s")), rec.get("step_time_spread_s")
+        p25, p75 = _num(_get(spread, "p25")), _num(_get(spread, "p75"))
+        if med is None or med <= 0 or p25 is None or p75 is None:
+            continue
+        spreads += 1
+        if (p75 - p25) / med > STEP_TIME_SPREAD:
+            warnings.append(
+                {
+                    "kind": "spread",
+                    "stages": [label],
+                    "median_step_s": [med],
+                    "p25": p25,
+                    "p75": p75,
+                    "relative": (p75 - p25) / med,
+                }
+            )
+    return {"warnings": warnings, "groups_compared": len(compared), "spreads_checked": spreads}
 
 
 # ----------------------------------------------------------------------------- report sections
 
 
 PERSISTENCE_LABEL = "Persistence (repeat the last context frame)"
+TOKENISER_NAMES = {"in_domain": "in-domain", "out_of_domain": "out-of-domain"}
 
 
 def _persistence(results: dict, part: str) -> dict:
@@ -450,6 +728,89 @@ def _baselines(results: dict) -> dict[str, dict]:
     }
 
 
+_RELATION_TEXT = {
+    "lower": "lower by more than the spread",
+    "higher": "higher by more than the spread",
+    "indistinguishable": "within the spread: indistinguishable at this budget",
+    None: "no spread to compare with",
+}
+
+
+def _vs_none(change: Any, rel: str | None) -> str:
+    """ "-20.8% vs no pretraining, lower by more than the spread" and the like."""
+    return f"{fmt_pct(change)} vs no pretraining, {_RELATION_TEXT[rel]}"
+
+
+def _spread_note(results: dict) -> str:
+    """What the spread is, in words (it depends on how many seeds the run has)."""
+    if spread_kind(results) == "seeds":
+        return (
+            f"Spread: the std across {_seed_count(results)} seeds (each seed trains every "
+            f"stage again); a difference counts when it exceeds {SPREAD_FACTOR:g}·sqrt(s1² + "
+            "s2²), else the two are called indistinguishable."
+        )
+    ro = next(
+        (
+            _get(results, "conditions", k, "rollout")
+            for k in _condition_keys(results)
+            if _get(results, "conditions", k, "rollout")
+        ),
+        {},
+    )
+    windows = _fmt_count(ro.get("windows")) if isinstance(ro, dict) else "n/a"
+    if isinstance(ro, dict) and ro.get("horizon_spread"):
+        rollout = (
+            f"the standard error over the {windows} rollout windows for rollouts (two models "
+            "are compared window by window, on the same windows)"
+        )
+    else:
+        rollout = "none for rollouts (these results predate per-window rollout values)"
+    return (
+        "Spread (one seed): the std over the validation subsets for next-frame numbers, "
+        f"{rollout}; a difference counts when it exceeds {SPREAD_FACTOR:g} standard errors, "
+        "else the two are called indistinguishable. With one seed this spread only measures "
+        "which validation windows were drawn, not how much another training run would differ "
+        "(`--seeds 3`)."
+    )
+
+
+def _reconstruction_text(results: dict) -> str | None:
+    """The tokenisers' reconstruction of the downstream validation windows, side by side."""
+    toks = results.get("tokenisers") or {}
+    downstream = results.get("downstream_dataset") or "the downstream dataset"
+    parts = []
+    for key, tok in toks.items():
+        rec = tok.get("downstream_reconstruction") if isinstance(tok, dict) else None
+        if not isinstance(rec, dict):
+            continue
+        mean, sem = _get(rec, "vrmse", "mean"), _get(rec, "vrmse", "sem")
+        cell = _fmt_mean_std({"mean": mean, "std": sem})
+        name = TOKENISER_NAMES.get(key, key)
+        own = ""
+        if key != "in_domain":
+            val = [v for v in (tok.get("val_vrmse") or {}).values() if _num(v) is not None]
+            if val:
+                own = f", {fmt_metric(float(np.mean(val)))} on its own datasets"
+        parts.append(f"{name} tokeniser {cell}{own}")
+    if parts:
+        windows = next(
+            (_get(t, "downstream_reconstruction", "windows") for t in toks.values()), None
+        )
+        return (
+            f"Reconstruction VRMSE of `{downstream}`'s validation windows ({_fmt_count(windows)} "
+            "windows, ± standard error), after pretraining: " + "; ".join(parts) + "."
+        )
+    tok = _get(results, "tokenisers", "in_domain", "val_vrmse")
+    if isinstance(tok, dict) and tok:
+        recon = _num(np.mean([v for v in tok.values() if v is not None]))
+        return (
+            f"The in-domain tokeniser reconstructs validation windows at VRMSE "
+            f"{fmt_metric(recon)} after its pretraining (this run did not record the "
+            "out-of-domain tokeniser's reconstruction of the downstream data)."
+        )
+    return None
+
+
 def _context_paragraph(results: dict) -> str | None:
     """How the conditions compare with what a user would use instead: the baselines."""
     baselines = _baselines(results)
@@ -462,7 +823,11 @@ def _context_paragraph(results: dict) -> str | None:
     parts = []
     for b, entry in vs.items():
         vb = entry["vrmse"]
-        beat = [k for k in keys if entry["per"].get(k, {}).get("beats")]
+        per = entry["per"]
+        beat = [k for k in keys if _get(per, k, "vrmse_relation") == "lower"]
+        tie = [k for k in keys if _get(per, k, "vrmse_relation") == "indistinguishable"]
+        above = [k for k in keys if _get(per, k, "vrmse_relation") == "higher"]
+        unknown = [k for k in keys if k in per and per[k].get("vrmse_relation") is None]
         label = entry["label"]
         training = _get(results, "baselines", b, "training") or {}
         if training.get("steps") is not None:
@@ -471,12 +836,21 @@ def _context_paragraph(results: dict) -> str | None:
                 f"{fmt_seconds(training.get('wall_clock_s'))} s"
             )
         text = f"{label}: next-frame VRMSE {fmt_metric(vb)}; "
-        text += f"{len(beat)} of {len(keys)} conditions beat it"
+        text += f"{len(beat)} of {len(keys)} conditions beat it by more than the spread"
         text += " (" + ", ".join(_label(results, k) for k in beat) + ")" if beat else ""
+        if tie:
+            text += (
+                f", {len(tie)} indistinguishable from it ("
+                + ", ".join(_label(results, k) for k in tie)
+                + ")"
+            )
+        if above:
+            text += f", {len(above)} above it by more than the spread"
+        if unknown:
+            below = [k for k in unknown if per[k].get("beats")]
+            text += f", {len(below)} of {len(unknown)} without a spread to compare with below it"
         parts.append(text)
-    text = (
-        "Against what a user would use instead, on the same windows: " + "; ".join(parts) + "."
-    )
+    text = "Against what a user would use instead, on the same windows: " + "; ".join(parts) + "."
     head = "in_domain_trainable" if "in_domain_trainable" in keys else None
     if head is not None:
         rows = []
@@ -485,35 +859,189 @@ def _context_paragraph(results: dict) -> str | None:
             ratio = per.get("vrmse_ratio")
             if ratio is None:
                 continue
-            hz = [r for r in (per.get("horizon_ratio") or {}).values() if r is not None]
-            below = sum(r < 1.0 for r in hz)
+            rel = list((per.get("horizon_relation") or {}).values())
+            counts = []
+            for word, name in (
+                ("lower", "below it"),
+                ("higher", "above it"),
+                ("indistinguishable", "indistinguishable"),
+                (None, "without a spread"),
+            ):
+                n = sum(r == word for r in rel)
+                if n:
+                    counts.append(f"{name} at {n}")
+            if rel and all(r is None for r in rel):
+                rollout = "no rollout spread recorded"
+            else:
+                rollout = f"rollout: {', '.join(counts)} of {len(rel)} horizons"
             rows.append(
                 f"{ratio:.2f}× {_get(results, 'baselines', b, 'label') or b}"
-                + (f" (below it at {below} of {len(hz)} rollout horizons)" if hz else "")
+                + (f" ({rollout})" if rel else "")
             )
         if rows:
             text += " In-domain, trainable next-frame VRMSE is " + "; ".join(rows) + "."
-    tok = _get(results, "tokenisers", "in_domain", "val_vrmse")
-    if isinstance(tok, dict) and tok:
-        recon = _num(np.mean([v for v in tok.values() if v is not None]))
-        text += (
-            f" The in-domain tokeniser reconstructs validation windows at VRMSE "
-            f"{fmt_metric(recon)} after its pretraining."
-        )
+    recon = _reconstruction_text(results)
+    if recon:
+        text += " " + recon
     persist = (vs.get("persistence") or {}).get("per") or {}
-    if persist and not any(v.get("beats") for v in persist.values()):
+    if persist and not any(v.get("vrmse_relation") == "lower" for v in persist.values()):
         text += (
-            " With persistence ahead of every condition, the models here have not learned to "
-            "forecast: read the comparison between conditions as one between untrained models."
+            " With no condition below persistence by more than the spread, the models here have "
+            "not learned to forecast: read the comparison between conditions as one between "
+            "untrained models."
+        )
+    return text
+
+
+def _headline(results: dict, comp: dict) -> str:
+    ans = comp["answer"]
+    head = ans["in_domain_condition"]
+    c = comp["conditions"][head]
+    base_v, base_s = comp["baseline_vrmse"], comp["baseline_vrmse_std"]
+    steps = ans["rollout_steps"]
+    if ans["equal_rollout_steps"] is True:
+        steps_txt = f"After {_fmt_count(steps)} rollout-training steps for both models, "
+    elif ans["equal_rollout_steps"] is False:
+        s_base = _get(results, "conditions", BASELINE, "training", "steps")
+        steps_txt = (
+            f"After unequal rollout training ({_fmt_count(steps)} steps vs "
+            f"{_fmt_count(s_base)} for no pretraining, so the comparison is not at equal "
+            "cost), "
+        )
+    else:
+        steps_txt = "At the end of rollout training (step counts not recorded), "
+    kind = "fully trainable" if head == "in_domain_trainable" else "mostly frozen"
+    seeds = ans.get("seeds") or 1
+    over = f"mean over {seeds} seeds" if seeds > 1 else "one seed"
+    numbers = (
+        f"{fmt_metric(c['vrmse'])} vs {fmt_metric(base_v)} ({fmt_pct(c['vrmse_change_pct'])}, "
+        f"{over})"
+    )
+    exceeds = ans["difference_exceeds_subset_spread"]
+    spread = "across seeds" if ans.get("spread_kind") == "seeds" else "over validation subsets"
+    if exceeds is None:
+        return (
+            f"{steps_txt}in-domain tokeniser pretraining ({kind}) reached next-frame VRMSE "
+            f"{numbers} against no pretraining. There is no spread to compare with (one seed "
+            "and every subset the whole split, or not recorded), so whether the two differ is "
+            "unknown."
+        )
+    detail = (
+        f"the spread {spread} (2·sqrt(s1² + s2²) = "
+        f"{fmt_metric(ans['subset_spread_threshold'])}, with std {fmt_metric(c['vrmse_std'])} "
+        f"and {fmt_metric(base_s)})"
+    )
+    if exceeds:
+        verb = "lowered" if c["vrmse_change_pct"] < 0 else "raised"
+        return (
+            f"{steps_txt}in-domain tokeniser pretraining ({kind}) {verb} next-frame VRMSE "
+            f"compared with no pretraining: {numbers}. The difference exceeds {detail}."
+        )
+    return (
+        f"{steps_txt}in-domain tokeniser pretraining ({kind}) and no pretraining are "
+        f"indistinguishable at this budget in next-frame VRMSE: {numbers}, a difference that "
+        f"does not exceed {detail}."
+    )
+
+
+def _ordering_sentence(results: dict, order: dict) -> str | None:
+    if order.get("holds") is None:
+        return None
+    spread = "across seeds" if order.get("spread_kind") == "seeds" else "over subsets"
+    pairs = order.get("pairs") or []
+    if order["holds"] and order.get("separated"):
+        return (
+            "The paper's ordering in-domain < out-of-domain trainable < no pretraining holds "
+            f"here, each step separated by more than the spread {spread}."
+        )
+    steps = []
+    for p in pairs:
+        a, b = _label(results, p["better"]), _label(results, p["worse"])
+        if p["separated"] is None:
+            word = "below" if p["holds"] else "above"
+            steps.append(f"{a} is {word} {b} (no spread to compare with)")
+        elif not p["separated"]:
+            steps.append(f"{a} and {b} are indistinguishable")
+        elif p["holds"]:
+            steps.append(f"{a} is below {b} by more than the spread")
+        else:
+            steps.append(f"{a} is above {b} by more than the spread")
+    reversed_ = any(p["separated"] and not p["holds"] for p in pairs)
+    verdict = "does not hold" if reversed_ else "is not established at this budget"
+    return (
+        "The paper's ordering in-domain < out-of-domain trainable < no pretraining "
+        f"{verdict}: " + "; ".join(steps) + f" (spread {spread})."
+    )
+
+
+def _ranking_sentence(results: dict, comp: dict) -> str | None:
+    ranking = comp.get("ranking") or []
+    if not ranking:
+        return None
+    separated = comp.get("ranking_separated") or []
+    text = f"{_label(results, ranking[0])} {fmt_metric(_vrmse(results, ranking[0])[0])}"
+    for k, sep in zip(ranking[1:], separated, strict=False):
+        sign = "<" if sep else ("≈" if sep is False else "≤")
+        text += f" {sign} {_label(results, k)} {fmt_metric(_vrmse(results, k)[0])}"
+    legend = "< lower by more than the spread, ≈ indistinguishable"
+    if None in separated:
+        legend += ", ≤ no spread to compare with"
+    return f"Next-frame VRMSE, best first ({legend}): {text}."
+
+
+def _regressions_paragraph(results: dict, comp: dict) -> str:
+    regs = comp.get("regressions") or []
+    if not regs:
+        text = (
+            f"No condition is {LARGE_REGRESSION_PCT:g}% or more worse than no pretraining on any "
+            "metric shown (next-frame VRMSE, NEPS and NMSE per range, rollout horizons)."
+        )
+    else:
+        by: dict[str, list[str]] = {}
+        for r in regs:
+            rel = {
+                "higher": "beyond the spread",
+                "indistinguishable": "within the spread",
+            }.get(r["relation"], "no spread")
+            by.setdefault(r["label"], []).append(
+                f"{r['metric']} {fmt_pct(r['change_pct'])} ({rel})"
+            )
+        text = (
+            f"Large regressions (≥ +{LARGE_REGRESSION_PCT:g}% vs no pretraining): "
+            + "; ".join(f"{label}: {', '.join(items)}" for label, items in by.items())
+            + "."
+        )
+    outs = comp.get("outliers") or []
+    final = [o for o in outs if o["where"] == "evaluation"]
+    curve = [o for o in outs if o["where"] != "evaluation"]
+    if final:
+        text += (
+            f" Outliers (over {OUTLIER_FACTOR:g}× persistence's value in the same range): "
+            + "; ".join(
+                f"{o['label']} {o['metric']} {fmt_neps(o['value'])}, {o['ratio']:.0f}× "
+                f"persistence's {fmt_neps(o['reference'])}"
+                for o in final
+            )
+            + ": at these scales the model's error carries far more power than the truth."
+        )
+    if curve:
+        text += (
+            " During rollout training the validation NEPS peaked over "
+            f"{OUTLIER_FACTOR:g}× persistence's final value: "
+            + "; ".join(
+                f"{o['label']} {o['metric']} {fmt_neps(o['value'])} at step {_fmt_count(o['step'])}"
+                for o in curve
+            )
+            + " (Figure 2's NEPS panels use log axes)."
         )
     return text
 
 
 def _answer_paragraphs(results: dict, comp: dict) -> list[str]:
-    """The answer to the experiment's question, phrased from the compared numbers."""
+    """The answer to the experiment's question, phrased from the compared numbers and their
+    spread: an ordering is claimed only where a difference exceeds it."""
     ans = comp["answer"]
     head = ans["in_domain_condition"]
-    paper = PAPER_REFERENCE
     out: list[str] = []
     if head is None:
         present = ", ".join(_label(results, k) for k in _condition_keys(results)) or "none"
@@ -523,124 +1051,132 @@ def _answer_paragraphs(results: dict, comp: dict) -> list[str]:
             f"(conditions with results: {present})."
         )
     else:
-        c = comp["conditions"][head]
-        base_v, base_s = comp["baseline_vrmse"], comp["baseline_vrmse_std"]
-        steps = ans["rollout_steps"]
-        if ans["equal_rollout_steps"] is True:
-            steps_txt = f"After {_fmt_count(steps)} rollout-training steps for both models, "
-        elif ans["equal_rollout_steps"] is False:
-            s_base = _get(results, "conditions", BASELINE, "training", "steps")
-            steps_txt = (
-                f"After unequal rollout training ({_fmt_count(steps)} steps vs "
-                f"{_fmt_count(s_base)} for no pretraining, so the comparison is not at equal "
-                "cost), "
-            )
-        else:
-            steps_txt = "At the end of rollout training (step counts not recorded), "
-        verb = "lowered" if ans["in_domain_lowers_vrmse"] else "did not lower"
-        kind = "fully trainable" if head == "in_domain_trainable" else "mostly frozen"
-        seeds = ans.get("seeds") or 1
-        over = f"mean over {seeds} seeds" if seeds > 1 else "one seed"
-        text = (
-            f"{steps_txt}in-domain tokeniser pretraining ({kind}) {verb} next-frame VRMSE "
-            f"compared with no pretraining ({over}): {fmt_metric(c['vrmse'])} vs "
-            f"{fmt_metric(base_v)} ({fmt_pct(c['vrmse_change_pct'])})."
-        )
-        exceeds = ans["difference_exceeds_subset_spread"]
-        spread = "across seeds" if ans.get("spread_kind") == "seeds" else "over validation subsets"
-        if exceeds is None:
-            text += (
-                " There is no spread to compare with (one seed and every subset the whole"
-                " split, or not recorded), so its significance is unknown."
-            )
-        else:
-            text += (
-                f" The difference {'exceeds' if exceeds else 'does not exceed'} the spread "
-                f"{spread} (2·sqrt(s1² + s2²) = "
-                f"{fmt_metric(ans['subset_spread_threshold'])}, with std "
-                f"{fmt_metric(c['vrmse_std'])} and {fmt_metric(base_s)})."
-            )
-            if ans.get("spread_kind") != "seeds":
-                text += (
-                    " With one seed this spread only measures which validation windows were"
-                    " drawn, not how much another training run would differ (`--seeds 3`)."
-                )
-        p_change = paper["vrmse_change_pct"][head]
-        p_v = paper["vrmse"][head]
-        agreement = (
-            "the same direction" if ans["matches_paper_direction"] else "the opposite direction"
-        )
-        text += (
-            f" The paper reports {fmt_metric(p_v)} vs "
-            f"{fmt_metric(paper['vrmse']['no_pretraining'])}"
-            f" ({fmt_pct(p_change)}) after {paper['rollout_steps']:,} steps; this run goes in "
-            f"{agreement}, with {fmt_pct(c['vrmse_change_pct'])} against "
-            f"{fmt_pct(p_change)}."
-        )
-        out.append(text)
+        out.append(_headline(results, comp))
 
     sentences: list[str] = []
     frozen = comp["conditions"].get("in_domain_frozen")
     if frozen is not None and head != "in_domain_frozen":
         s = (
-            f"Mostly frozen in-domain tokeniser: VRMSE {fmt_metric(frozen['vrmse'])} "
-            f"({fmt_pct(frozen['vrmse_change_pct'])} vs no pretraining; paper "
-            f"{fmt_metric(paper['vrmse']['in_domain_frozen'])}, "
-            f"{fmt_pct(paper['vrmse_change_pct']['in_domain_frozen'])})"
+            f"In-domain, mostly frozen: next-frame VRMSE {fmt_metric(frozen['vrmse'])} "
+            f"({_vs_none(frozen['vrmse_change_pct'], frozen.get('vrmse_relation'))})"
         )
-        beats = ans["in_domain_frozen_beats_trainable_longest_horizon"]
-        if beats is not None:
-            s += (
-                f"; over rollout steps {ans['longest_horizon']} it "
-                + ("beats" if beats else "does not beat")
-                + " the fully trainable one (the paper finds it does)"
-            )
+        test = ans.get("in_domain_frozen_vs_trainable_test") or {}
+        rel = ans.get("in_domain_frozen_vs_trainable_longest_horizon")
+        if test.get("difference") is not None:
+            longest = ans["longest_horizon"]
+            f_h = horizon_stat(results, "in_domain_frozen", longest)[0]
+            t_h = horizon_stat(results, "in_domain_trainable", longest)[0]
+            numbers = f"{fmt_metric(f_h)} vs {fmt_metric(t_h)}"
+            if rel is None:
+                s += (
+                    f"; over rollout steps {longest}: {numbers} for the fully trainable one, "
+                    "with no rollout spread recorded, so no ordering is claimed"
+                )
+            else:
+                word = {
+                    "lower": "below the fully trainable one by more than the spread",
+                    "higher": "above the fully trainable one by more than the spread",
+                    "indistinguishable": "indistinguishable from the fully trainable one",
+                }[rel]
+                s += (
+                    f"; over rollout steps {longest} it is {word} ({numbers}, difference "
+                    f"{fmt_metric(test['difference'])} against {fmt_metric(test['threshold'])})"
+                )
         sentences.append(s + ".")
     ood_t = comp["conditions"].get("out_of_domain_trainable")
     ood_f = comp["conditions"].get("out_of_domain_frozen")
     if ood_t is not None or ood_f is not None:
         parts = []
-        if ood_t is not None:
-            parts.append(
-                f"fully trainable {fmt_metric(ood_t['vrmse'])} "
-                f"({fmt_pct(ood_t['vrmse_change_pct'])}; paper "
-                f"{fmt_metric(paper['vrmse']['out_of_domain_trainable'])}, "
-                f"{fmt_pct(paper['vrmse_change_pct']['out_of_domain_trainable'])})"
-            )
-        if ood_f is not None:
-            ch = ood_f["vrmse_change_pct"]
-            rel = "n/a" if ch is None else ("worse" if ch > 0 else "better")
-            parts.append(
-                f"mostly frozen {fmt_metric(ood_f['vrmse'])} ({fmt_pct(ch)}, {rel} than no "
-                "pretraining; the paper finds it worse)"
-            )
+        for name, c in (("fully trainable", ood_t), ("mostly frozen", ood_f)):
+            if c is not None:
+                parts.append(
+                    f"{name} {fmt_metric(c['vrmse'])} "
+                    f"({_vs_none(c['vrmse_change_pct'], c.get('vrmse_relation'))})"
+                )
         sentences.append("Out-of-domain pretraining: " + "; ".join(parts) + ".")
-    order = ans.get("ordering") or {}
-    if order.get("holds") is not None:
-        spread = "across seeds" if order.get("spread_kind") == "seeds" else "over subsets"
-        sep = order.get("separated")
-        s = (
-            "The paper's ordering in-domain < out-of-domain trainable < no pretraining "
-            + ("holds" if order["holds"] else "does not hold")
-        )
-        if order["holds"] and sep is not None:
-            s += (
-                f", {'each step separated' if sep else 'not every step separated'} by more "
-                f"than the spread {spread}"
-            )
-        sentences.append(s + ".")
-    if comp["ranking"]:
-        ranked = [
-            f"({i}) {_label(results, k)} {fmt_metric(_vrmse(results, k)[0])}"
-            for i, k in enumerate(comp["ranking"], start=1)
-        ]
-        sentences.append("Ranking by next-frame VRMSE, best first: " + "; ".join(ranked) + ".")
+    order = _ordering_sentence(results, ans.get("ordering") or {})
+    if order:
+        sentences.append(order)
+    ranking = _ranking_sentence(results, comp)
+    if ranking:
+        sentences.append(ranking)
     if sentences:
         out.append(" ".join(sentences))
+    if _condition_keys(results):
+        out.append(_regressions_paragraph(results, comp))
     context = _context_paragraph(results)
     if context:
         out.append(context)
+    out.append(_spread_note(results))
+    paper = _paper_paragraph(results, comp)
+    if paper:
+        out.append(paper)
     return out
+
+
+def _run_scale(results: dict) -> str:
+    """ "32×32 generated data, 160 rollout-training steps": what this run's numbers are at."""
+    res = _get(results, "data", "resolution")
+    res_txt = "×".join(str(r) for r in res) if isinstance(res, list) and res else "unrecorded"
+    origin = "generated" if _get(results, "data", "generated") else "real"
+    steps = _get(results, "conditions", BASELINE, "training", "steps")
+    return f"{res_txt} {origin} data, {_fmt_count(steps)} rollout-training steps"
+
+
+def _paper_paragraph(results: dict, comp: dict) -> str | None:
+    """The paper's numbers as context: other data, other budget, so levels are not comparable;
+    only the directions of this run's changes beyond the spread are set beside the paper's."""
+    paper = PAPER_REFERENCE
+    keys = [k for k in _condition_keys(results) if k in paper["vrmse"]]
+    if not keys:
+        return None
+    values = []
+    for k in keys:
+        v, ch = paper["vrmse"].get(k), paper["vrmse_change_pct"].get(k)
+        if v is not None:
+            values.append(
+                f"{_label(results, k)} {fmt_metric(v)}"
+                + ("" if ch is None or k == BASELINE else f" ({fmt_pct(ch)})")
+            )
+        elif k in paper["notes"]:
+            values.append(f"{_label(results, k)} {paper['notes'][k]}")
+    text = (
+        f"For context only, the paper's numbers (The Well's 512×512 real Euler data, "
+        f"{paper['rollout_steps']:,} rollout-training steps; this run: {_run_scale(results)}, "
+        "so the levels are not comparable): next-frame VRMSE " + "; ".join(values) + "."
+    )
+    agree, against, undecided = [], [], []
+    for k, c in (comp.get("conditions") or {}).items():
+        want, rel = c.get("paper_direction"), c.get("vrmse_relation")
+        if want is None:
+            continue
+        if rel in ("lower", "higher"):
+            (agree if rel == want else against).append(_label(results, k))
+        else:
+            undecided.append(_label(results, k))
+    if agree or against or undecided:
+        text += (
+            " Directions vs no pretraining: this run agrees with the paper beyond the spread for "
+            + (", ".join(agree) or "no condition")
+            + "; goes against it for "
+            + (", ".join(against) or "no condition")
+            + (f"; cannot tell for {', '.join(undecided)}" if undecided else "")
+            + "."
+        )
+    rel = _get(comp, "answer", "in_domain_frozen_vs_trainable_longest_horizon")
+    longest = _get(comp, "answer", "longest_horizon")
+    if "in_domain_frozen" in keys and "in_domain_trainable" in keys:
+        here = {
+            "lower": "agrees (frozen below trainable by more than the spread)",
+            "higher": "goes against it (frozen above trainable by more than the spread)",
+            "indistinguishable": "cannot tell (the two are within the spread)",
+            None: "cannot tell (no rollout spread recorded)",
+        }[rel]
+        text += (
+            f" The paper's long-rollout finding, mostly frozen in-domain below fully trainable "
+            f"at the longest horizon: this run, at steps {longest}, {here}."
+        )
+    return text
 
 
 def _setup_section(results: dict) -> list[str]:
@@ -733,6 +1269,11 @@ def _setup_section(results: dict) -> list[str]:
             f"{_fmt_count(ro.get('steps'))} autoregressive steps from 9 true frames over "
             f"{_fmt_count(ro.get('windows'))} windows; VRMSE by horizon "
             + ", ".join(horizon_keys(results))
+            + (
+                " (± the standard error over the windows)"
+                if spread_kind(results) != "seeds"
+                else " (± the std across seeds)"
+            )
         )
     total = _num(results.get("total_wall_clock_s"))
     total_txt = "n/a" if total is None else f"{total:.1f} s ({total / 60.0:.1f} min)"
@@ -794,12 +1335,67 @@ def _cost_section(results: dict) -> list[str]:
         "Euler data, so compare ratios between stages rather than absolute minutes. A reused "
         "stage shows the time of the run that trained it.",
     ]
+    lines += ["", _timing_text(timing_warnings(results))]
     return lines
+
+
+def _timing_text(timing: dict) -> str:
+    """The step-time noise check in words: a warning per sign of load, or what was checked."""
+    warnings = timing.get("warnings") or []
+    if not warnings:
+        if not timing.get("groups_compared") and not timing.get("spreads_checked"):
+            return (
+                "Timing noise could not be checked (no stages of identical architecture, no "
+                "per-step spread recorded)."
+            )
+        return (
+            "Timing check: median step times of conditions with the same architecture and "
+            f"trainable parameters agree within {STEP_TIME_MISMATCH:.0%}"
+            + (
+                f", and every stage's middle half of step times (interquartile range) spans "
+                f"less than {STEP_TIME_SPREAD:.0%} of its median"
+                if timing.get("spreads_checked")
+                else ""
+            )
+            + "."
+        )
+    items = []
+    for w in warnings:
+        if w["kind"] == "same_architecture":
+            meds = ", ".join(fmt_metric(m) for m in w["median_step_s"])
+            items.append(
+                f"{', '.join(w['stages'])} do the same work per step (same architecture and "
+                f"trainable parameters) but their median step times ({meds} s) differ by "
+                f"{w['ratio']:.1f}×"
+            )
+        else:
+            items.append(
+                f"{w['stages'][0]}: the middle half of its step times spans "
+                f"{fmt_metric(w['p25'])} to {fmt_metric(w['p75'])} s around a median of "
+                f"{fmt_metric(w['median_step_s'][0])} s"
+            )
+    return (
+        "**Warning, timing noise:** " + "; ".join(items) + ". The machine's load changed "
+        "during the run (other processes, thermal limits), so these step times and minutes "
+        "measure the machine as much as the stages: rerun on an idle machine before comparing "
+        "costs."
+    )
 
 
 def _vrmse_cell(results: dict, key: str, section: str = "conditions") -> str:
     mean, std = _vrmse(results, key, section)
     return _fmt_mean_std({"mean": mean, "std": std})
+
+
+_WITHIN_NOTE = (
+    "† within the spread (see the answer's note on the spread): indistinguishable from no "
+    "pretraining at this budget."
+)
+
+
+def _delta_cell(change: Any, rel: str | None) -> str:
+    """The change vs no pretraining, marked † when it is within the spread."""
+    return fmt_pct(change) + ("†" if rel == "indistinguishable" else "")
 
 
 def _quality_section(results: dict, comp: dict) -> list[str]:
@@ -814,35 +1410,32 @@ def _quality_section(results: dict, comp: dict) -> list[str]:
         f"Next-frame prediction on the validation split (lower is better; VRMSE {spread}; "
         "NEPS of the first seed).",
         "",
-        "| Condition | VRMSE | Δ vs no pretraining | Paper VRMSE | NEPS low "
-        "| NEPS mid | NEPS high |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| Condition | VRMSE | Δ vs no pretraining | NEPS low | NEPS mid | NEPS high |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     keys = _condition_keys(results)
     for key in keys:
         nf = _get(results, "conditions", key, "next_frame") or {}
         delta = (
-            "—" if key == BASELINE else fmt_pct(_get(comp, "conditions", key, "vrmse_change_pct"))
-        )
-        paper_v = PAPER_REFERENCE["vrmse"].get(key)
-        paper_txt = (
-            fmt_metric(paper_v)
-            if paper_v is not None
-            else (PAPER_REFERENCE["notes"].get(key, "n/a"))
+            "—"
+            if key == BASELINE
+            else _delta_cell(
+                _get(comp, "conditions", key, "vrmse_change_pct"),
+                _get(comp, "conditions", key, "vrmse_relation"),
+            )
         )
         neps = " | ".join(fmt_neps(_get(nf, "neps", r, "mean")) for r in NEPS_RANGES)
-        lines.append(
-            f"| {_label(results, key)} | {_vrmse_cell(results, key)} | {delta} | "
-            f"{paper_txt} | {neps} |"
-        )
+        lines.append(f"| {_label(results, key)} | {_vrmse_cell(results, key)} | {delta} | {neps} |")
     bres = {**results, "baselines": _baselines(results)}
     for b, entry in bres["baselines"].items():
         nf = entry.get("next_frame") or {}
         neps = " | ".join(fmt_neps(_get(nf, "neps", r, "mean")) for r in NEPS_RANGES)
         lines.append(
-            f"| *{entry.get('label', b)}* | {_vrmse_cell(bres, b, 'baselines')} | — | — | {neps} |"
+            f"| *{entry.get('label', b)}* | {_vrmse_cell(bres, b, 'baselines')} | — | {neps} |"
         )
     lines += [
+        "",
+        _WITHIN_NOTE,
         "",
         "NEPS per range: the ratio of the error to the true power spectrum of the evaluated "
         "windows (spectra summed over a subset's windows in RMS-normalised units, shells one "
@@ -850,7 +1443,10 @@ def _quality_section(results: dict, comp: dict) -> list[str]:
         "and over the fields; the ranges split at the_well's three bin edges. 1 means the "
         "error has as much power as the truth at that scale.",
         "",
-        "Paper, NEPS: " + "; ".join(PAPER_REFERENCE["neps_statements"]) + ".",
+        f"For context only, the paper's NEPS ({PAPER_REFERENCE['rollout_steps']:,} steps on "
+        "512×512 real data, not comparable in level): "
+        + "; ".join(PAPER_REFERENCE["neps_statements"])
+        + ".",
         "",
         "the_well's binned spectral NMSE (summed error power / summed true power per range):",
         "",
@@ -867,15 +1463,15 @@ def _quality_section(results: dict, comp: dict) -> list[str]:
 def _rollout_section(results: dict, comp: dict) -> list[str]:
     horizons = horizon_keys(results)
     head = " | ".join(f"VRMSE {h} | Δ {h}" for h in horizons)
+    if spread_kind(results) == "seeds":
+        spread = f"mean ± std across {_seed_count(results)} seeds"
+    else:
+        spread = "one seed; mean ± standard error over the windows"
     lines = [
         "## Long rollouts",
         "",
-        "Autoregressive rollout VRMSE by horizon (prediction steps), Δ vs no pretraining"
-        + (
-            f"; mean ± std across {_seed_count(results)} seeds."
-            if spread_kind(results) == "seeds"
-            else "; one seed."
-        ),
+        f"Autoregressive rollout VRMSE by horizon (prediction steps), Δ vs no pretraining ({spread}"
+        "; † marks a change within the spread of the paired per-window differences).",
         "",
         f"| Condition | {head} |",
         "|---|" + "---:|" * (2 * len(horizons)),
@@ -886,16 +1482,19 @@ def _rollout_section(results: dict, comp: dict) -> list[str]:
             delta = (
                 "—"
                 if key == BASELINE
-                else fmt_pct(_get(comp, "conditions", key, "horizon_change_pct", h))
+                else _delta_cell(
+                    _get(comp, "conditions", key, "horizon_change_pct", h),
+                    _get(comp, "conditions", key, "horizon_relation", h),
+                )
             )
-            mean, std = _horizon(results, key, h)
+            mean, std = horizon_stat(results, key, h)
             cells += [_fmt_mean_std({"mean": mean, "std": std}), delta]
         lines.append(f"| {_label(results, key)} | {' | '.join(cells)} |")
     bres = {**results, "baselines": _baselines(results)}
     for b, entry in bres["baselines"].items():
         cells = []
         for h in horizons:
-            mean, std = _horizon(bres, b, h, "baselines")
+            mean, std = horizon_stat(bres, b, h, "baselines")
             cells += [_fmt_mean_std({"mean": mean, "std": std}), "—"]
         lines.append(f"| *{entry.get('label', b)}* | {' | '.join(cells)} |")
     notes = []
@@ -903,15 +1502,33 @@ def _rollout_section(results: dict, comp: dict) -> list[str]:
         for note in _get(results, "conditions", key, "rollout", "notes") or []:
             if isinstance(note, str) and note not in notes:
                 notes.append(note)
+    keys = _condition_keys(results)
+    if spread_kind(results) != "seeds" and not any(
+        horizon_stat(results, k, h)[1] is not None for k in keys for h in horizons
+    ):
+        notes.append(
+            "these results predate per-window rollout values, so the rollout numbers have no "
+            "spread and no ordering between them is claimed"
+        )
     lines += [""] + [f"Note: {n}." for n in notes]
-    lines += [f"Paper: {PAPER_REFERENCE['long_rollouts']}."]
+    lines += [
+        f"For context only, the paper ({_run_scale(results)} here; its representative run "
+        "on 512×512 real data): " + PAPER_REFERENCE["long_rollouts"] + "."
+    ]
     return lines
 
 
 _FIGURE_CAPTIONS = {
     "validation_curves": "Figure 2 analogue: validation VRMSE and NEPS during rollout training",
-    "rollout_horizons": "Figure 3 analogue: rollout VRMSE by horizon and by step",
-    "tokeniser_pretraining": "Tokeniser pretraining: validation VRMSE vs step",
+    "rollout_horizons": (
+        "Figure 3 analogue: rollout VRMSE by horizon and by step; error bars and bands ± the "
+        "standard error over the windows (± the std across seeds for the bars of a run with "
+        "several); the text's comparisons pair the windows, which is tighter than the bars"
+    ),
+    "tokeniser_pretraining": (
+        "Tokeniser pretraining: validation reconstruction VRMSE vs step, one panel per dataset; "
+        "the star is the out-of-domain tokeniser's reconstruction of the downstream data"
+    ),
 }
 
 

@@ -65,7 +65,8 @@ EXPERIMENT_FILE = "experiment.json"
 EVAL_DIR = "eval"
 # Part of an evaluation's cache key: bump when physok's evaluation numbers change (metric
 # definitions, protocol), so a re-run does not reuse evaluations computed the old way.
-EVAL_CACHE_VERSION = 5
+# 6: rollouts keep each window's values (the spread over windows); the means are unchanged.
+EVAL_CACHE_VERSION = 6
 # Config keys that only change how a run executes, not what it computes: a difference in them
 # does not make a finished stage or a recorded experiment "different".
 RUNTIME_KEYS = ("progress", "device", "num_workers", "loader", "compile")
@@ -254,8 +255,27 @@ def read_stage_log(run_dir: Path) -> dict[str, Any]:
         "steps": max((r["step"] for r in train), default=0),
         "wall_clock_s": max(elapsed, default=0.0),
         "median_step_s": statistics.median(step_times) if step_times else None,
+        "step_time_spread_s": _step_time_spread(step_times),
         "val": val,
         "run_dir": str(run_dir),
+    }
+
+
+def _step_time_spread(step_times: list[float]) -> dict[str, Any] | None:
+    """Quartiles (and 10th/90th percentiles) of the logged step times, None for fewer than 8
+    steps. The report warns when the quartiles spread widely (the machine's load moved them);
+    the deciles also catch periodic slow steps that are the stage's own (SOAP's preconditioner
+    update every few steps), so they are recorded, not warned about."""
+    if len(step_times) < 8:
+        return None
+    quartiles = statistics.quantiles(step_times, n=4)
+    deciles = statistics.quantiles(step_times, n=10)
+    return {
+        "p10": deciles[0],
+        "p25": quartiles[0],
+        "p75": quartiles[2],
+        "p90": deciles[-1],
+        "n": len(step_times),
     }
 
 
@@ -295,9 +315,15 @@ def pretrain_tokenisers(
             "steps": log["steps"],
             "wall_clock_s": log["wall_clock_s"],
             "median_step_s": log["median_step_s"],
+            "step_time_spread_s": log["step_time_spread_s"],
             "val_vrmse": last.get("val_vrmse", {}),
-            "curve": [
-                {"step": r["step"], "val_vrmse_mean": r.get("val_vrmse_mean")} for r in log["val"]
+            "curve": [  # the mean over the tokeniser's datasets and each dataset's own value
+                {
+                    "step": r["step"],
+                    "val_vrmse_mean": r.get("val_vrmse_mean"),
+                    "val_vrmse": r.get("val_vrmse"),
+                }
+                for r in log["val"]
             ],
             "run_dir": log["run_dir"],
             "reused": reused,
@@ -350,6 +376,7 @@ def train_conditions(
             "steps": log["steps"],
             "wall_clock_s": log["wall_clock_s"],
             "median_step_s": log["median_step_s"],
+            "step_time_spread_s": log["step_time_spread_s"],
             "run_dir": log["run_dir"],
             "reused": reused,
             "curve": _rollout_curve(log["val"]),
@@ -526,6 +553,60 @@ def evaluate_baseline(
     return out
 
 
+def evaluate_tokeniser_on_downstream(
+    cfg: ExperimentConfig, source: str, *, seed: int, force: bool
+) -> dict[str, Any]:
+    """Reconstruction VRMSE of the `source` tokeniser of `seed` on the downstream dataset's
+    validation windows: for the out-of-domain one, how well a tokeniser that never saw the
+    downstream data encodes it (the in-domain one's own validation measures the same windows).
+    Cached in eval/ like the conditions."""
+    from physok.data.reader import WellWindowDataset
+    from physok.data.registry import FieldRegistry
+    from physok.evaluate.config import select_device
+    from physok.evaluate.reconstruction import evaluate_reconstruction
+    from physok.models.tokeniser import Tokeniser
+
+    stage_cfg = cfg.tokeniser_config(source, seed)
+    run_dir = Path(stage_cfg.run_dir)
+    latest = ckpt_io.latest_checkpoint(run_dir)
+    if latest is None:
+        raise ConfigError(f"{run_dir} holds no checkpoint to evaluate; rerun the experiment")
+    meta = ckpt_io.read_checkpoint_config(latest)
+    key = {
+        "version": EVAL_CACHE_VERSION,
+        "checkpoint": str(latest),
+        "step": int(meta["step"]),
+        "weights_sha256": {k: v.get("sha256") for k, v in sorted(meta["files"].items())},
+        "dataset": cfg.downstream,
+        "split": "valid",
+        "windows": stage_cfg.val_windows,
+        "input_frames": stage_cfg.input_frames,
+    }
+    cache = cfg.run_dir / EVAL_DIR / f"{run_dir.name}_on_{cfg.downstream}.json"
+    saved = _cached_evaluation(cache, key, force)
+    if saved is not None:
+        return saved
+    tokeniser = Tokeniser.from_pretrained(latest)
+    registry = FieldRegistry(list(tokeniser.config.field_names))
+    dataset = WellWindowDataset(
+        Path(cfg.data_dir) / cfg.downstream, "valid", window=stage_cfg.window, registry=registry
+    )
+    try:
+        result = evaluate_reconstruction(
+            tokeniser,
+            dataset,
+            stage_cfg.val_windows,
+            input_frames=stage_cfg.input_frames,
+            batch_size=stage_cfg.val_batch_size,
+            device=select_device(cfg.device),
+        )
+    finally:
+        dataset.close()
+    out = {**key, **result}
+    write_json_atomic(cache, _clean_floats(out))
+    return out
+
+
 # ---- 5. outputs -------------------------------------------------------------------------------
 def environment(device: torch.device, world_size: int) -> dict[str, Any]:
     if device.type == "cuda":
@@ -587,6 +668,20 @@ def _with_seeds(entry: dict[str, Any], per_seed_eval: dict[int, dict[str, Any]])
     return entry
 
 
+def _with_reconstruction(
+    trained: dict[int, dict[str, Any]],
+    reconstruction: dict[int, dict[str, Any]] | None,
+    seed: int,
+) -> dict[str, Any]:
+    """The tokenisers of `seed`, each with its reconstruction of the downstream data."""
+    tokenisers = trained[seed]["tokenisers"]
+    found = (reconstruction or {}).get(seed) or {}
+    return {
+        source: {**tok, "downstream_reconstruction": found[source]} if source in found else tok
+        for source, tok in tokenisers.items()
+    }
+
+
 def assemble_results(
     cfg: ExperimentConfig,
     *,
@@ -600,13 +695,16 @@ def assemble_results(
     total_s: float,
     command: str | None,
     threads: int | None = None,
+    reconstruction: dict[int, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The results.json document (schema "physok.experiment/2").
 
     Every condition's entry holds the first seed's full evaluation (as schema 1 did), the
     per-seed summaries ("seeds") and their spread ("across_seeds"); "baselines" holds the
     reference forecasts (persistence, linear extrapolation, on the same windows) and the
-    trained baselines in the same shape as a condition.
+    trained baselines in the same shape as a condition. `reconstruction` ({seed: {source:
+    evaluate_tokeniser_on_downstream(...)}}) goes into each tokeniser's entry as
+    "downstream_reconstruction".
     """
     from physok.experiment.report import compare
 
@@ -629,12 +727,17 @@ def assemble_results(
         )
     ref_ev = evaluation[first][cfg.conditions[0]]
     baseline_results: dict[str, Any] = {}
+    ref_rollout = ref_ev.get("rollout") or {}
     for key, label in REFERENCE_FORECASTS.items():
+        rollout = ref_rollout.get(key)
+        if isinstance(rollout, dict) and "window_indices" in ref_rollout:
+            # the conditions' windows: the report compares them window by window
+            rollout = {**rollout, "window_indices": ref_rollout["window_indices"]}
         baseline_results[key] = {
             "label": label,
             "kind": "reference",
             "next_frame": (ref_ev.get("next_frame") or {}).get(key),
-            "rollout": (ref_ev.get("rollout") or {}).get(key),
+            "rollout": rollout,
         }
     for key in baselines[first]:
         ev = baseline_eval[first][key]
@@ -670,9 +773,11 @@ def assemble_results(
         "seeds": list(cfg.seed_list()),
         "model": model_choices(cfg),
         "data": data,
-        "tokenisers": trained[first]["tokenisers"],
+        "tokenisers": _with_reconstruction(trained, reconstruction, first),
         "tokenisers_by_seed": {
-            str(seed): t["tokenisers"] for seed, t in trained.items() if seed != first
+            str(seed): _with_reconstruction(trained, reconstruction, seed)
+            for seed in trained
+            if seed != first
         },
         "conditions": conditions,
         "baselines": baseline_results,
@@ -737,10 +842,15 @@ def print_summary(results: dict[str, Any], outcome: ExperimentOutcome) -> None:
         print(_summary_row(label.get(key, f"({key} baseline)"), *_summary_numbers(b, seeds), None))
     answer = comp.get("answer") if isinstance(comp, dict) else None
     if isinstance(answer, dict) and answer.get("in_domain_trainable_change_pct") is not None:
-        verdict = "lowered" if answer.get("in_domain_lowers_vrmse") else "did not lower"
+        verdict = {
+            "lower": "lowered",
+            "higher": "raised",
+            "indistinguishable": "did not measurably change (within the spread)",
+        }.get(answer.get("in_domain_relation"), "changed (no spread to compare with)")
         print(
             f"  in-domain pretraining {verdict} next-frame VRMSE vs no pretraining: "
-            f"{answer['in_domain_trainable_change_pct']:+.1f}% (paper: -64% after 10,500 steps)"
+            f"{answer['in_domain_trainable_change_pct']:+.1f}% (the paper's -64% was on 512² "
+            "real data after 10,500 steps)"
         )
     print(f"  report:  {outcome.report_path}")
     print(f"  results: {outcome.results_path}")
@@ -836,6 +946,13 @@ def _run_experiment(
         seed: {b: evaluate_baseline(cfg, b, seed=seed, force=force) for b in baselines[seed]}
         for seed in trained
     }
+    reconstruction = {
+        seed: {
+            source: evaluate_tokeniser_on_downstream(cfg, source, seed=seed, force=force)
+            for source in t["tokenisers"]
+        }
+        for seed, t in trained.items()
+    }
     results = assemble_results(
         cfg,
         threads=threads,
@@ -848,6 +965,7 @@ def _run_experiment(
         world_size=world_size,
         total_s=time.perf_counter() - t0,
         command=command,
+        reconstruction=reconstruction,
     )
     results_path, report_path, figures = write_outputs(results, run_dir)
     outcome = ExperimentOutcome(results, run_dir, results_path, report_path, figures)

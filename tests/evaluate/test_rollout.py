@@ -98,6 +98,19 @@ def test_per_step_vrmse_equals_an_independent_rollout(
     assert (out["split"], out["steps"], out["windows"]) == ("train", steps, 2)
     assert len(out["notes"]) == 1 and "7-18" in out["notes"][0]  # clipped horizons are noted
     assert p[-1] != p[0]  # each step is its own rollout frame
+    # each window's own values, for the spread over windows (same windows for every forecast)
+    assert out["window_indices"] == chosen
+    own = np.array(per_window)  # (windows, steps)
+    assert out["per_window_horizons"]["1-2"] == pytest.approx(own[:, :2].mean(1).tolist(), 1e-3)
+    assert out["per_window_horizons"]["3-4"] == pytest.approx(own[:, 2:4].mean(1).tolist(), 1e-3)
+    assert out["per_step_std"] == pytest.approx(own.std(axis=0, ddof=1).tolist(), rel=1e-2)
+    spread = out["horizon_spread"]["3-4"]
+    assert spread["n"] == 2
+    assert spread["std"] == pytest.approx(own[:, 2:4].mean(1).std(ddof=1), rel=1e-2)
+    assert spread["sem"] == pytest.approx(spread["std"] / np.sqrt(2))
+    assert np.mean(out["per_window_horizons"]["3-4"]) == pytest.approx(out["horizons"]["3-4"])
+    q_own = np.array(persistence)[:, :2].mean(1)
+    assert ref["per_window_horizons"]["1-2"] == pytest.approx(q_own.tolist(), rel=1e-5)
 
 
 def test_too_short_trajectories_name_the_folder_and_the_fix(short_base: Path) -> None:

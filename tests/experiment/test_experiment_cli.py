@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from physok import checkpoint as ck
@@ -139,10 +140,37 @@ def test_miniature_experiment_writes_every_artefact(mini_run: Path) -> None:
     assert results["seeds"] == [0]
 
 
+def test_tokenisers_reconstruct_the_downstream_data_and_rollouts_keep_windows(
+    mini_run: Path,
+) -> None:
+    results = _results(mini_run)
+    euler = results["downstream_dataset"]
+    for source in ("in_domain", "out_of_domain"):
+        rec = results["tokenisers"][source]["downstream_reconstruction"]
+        assert (rec["dataset"], rec["split"], rec["windows"]) == (euler, "valid", 2)
+        assert rec["vrmse"]["mean"] > 0 and rec["vrmse"]["sem"] is not None
+    # the same measurement as the in-domain stage's own validation, on the same windows
+    tok = results["tokenisers"]["in_domain"]
+    assert tok["downstream_reconstruction"]["vrmse"]["mean"] == pytest.approx(
+        tok["val_vrmse"][euler], rel=1e-4
+    )
+    assert set(tok["curve"][-1]["val_vrmse"]) == {euler}  # per-dataset curves
+    for cond in results["conditions"].values():
+        ro = cond["rollout"]
+        assert len(ro["window_indices"]) == ro["windows"] == 2
+        assert all(len(v) == 2 for v in ro["per_window_horizons"].values())
+        assert ro["horizon_spread"]["1-2"]["n"] == 2
+        assert np.mean(ro["per_window_horizons"]["3-6"]) == pytest.approx(ro["horizons"]["3-6"])
+    persistence = results["baselines"]["persistence"]["rollout"]
+    assert persistence["window_indices"] == ro["window_indices"]
+    report = (mini_run / "runs" / "mini" / "report.md").read_text()
+    assert "out-of-domain tokeniser" in report and "Reconstruction VRMSE of" in report
+
+
 def test_rerun_reuses_finished_stages(mini_run: Path, capsys: pytest.CaptureFixture) -> None:
     before = _results(mini_run)
     evals = sorted((mini_run / "runs" / "mini" / "eval").glob("*.json"))
-    assert len(evals) == 6  # five conditions and the U-Net
+    assert len(evals) == 8  # five conditions, the U-Net and the two tokenisers on the downstream
     stamps = {p: p.stat().st_mtime_ns for p in evals}
     assert main(_argv(mini_run)) == 0
     assert {p: p.stat().st_mtime_ns for p in evals} == stamps  # evaluations came from the cache
