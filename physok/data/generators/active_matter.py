@@ -60,8 +60,10 @@ a truncated-mode (filtered) solution rather than a converged one at 32x32: the n
 defect cores (~ sqrt(dT / zeta) = 0.22) are below the cell size, and psi, which the exact
 equations keep non-negative, dips below zero locally: measured over t in [0, 10], the smallest
 eigenvalue of D (>= 0 for psi >= 0) reaches +0.05 (alpha = -1), -0.07 (alpha = -2) and
--0.24 (alpha = -5), the same with 32 angles, so it is the spatial grid. At zeta = 3 a 32x32 grid
-is not enough (the order parameter exceeds 1), so ask for >= 64x64 there.
+-0.24 (alpha = -5); 32 angles at 32x32 (-0.18 for alpha = -5) or 64x64 at 16 angles (-0.16 for
+alpha = -3, against -0.17 at 32x32) barely change it: the strongly aligned distributions (mean
+order 0.85) need both finer angles and a finer grid. At zeta = 3 a 32x32 grid with 16 angles
+fails outright (the order parameter exceeds 1), so ask for finer grids there.
 """
 
 from __future__ import annotations
