@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from physok.data.errors import DataError
+from physok.data.generate import GenerationConfig, generate_dataset
 from physok.data.generators import active_matter
 from physok.data.generators.active_matter import (
     GENERATORS,
@@ -173,3 +177,10 @@ def test_bad_options_name_the_option(kwargs: dict, match: str) -> None:
     base = {"n_trajectories": 1, "resolution": RES, "n_steps": 3, "seed": 0}
     with pytest.raises(ValueError, match=match):
         simulate_active_matter(SimulationRequest(**{**base, **kwargs}))
+
+
+def test_generation_rejects_an_unsupported_resolution_by_name(tmp_path: Path) -> None:
+    cfg = GenerationConfig(resolution=(16, 16), trajectories=3, steps=3)
+    with pytest.raises(DataError, match="active_matter: resolution must be at least 24x24"):
+        generate_dataset("active_matter", tmp_path, cfg, progress=False)
+    assert not (tmp_path / "active_matter").exists()
