@@ -2,7 +2,8 @@
 
 Modules:
     well_format  in-memory trajectories and the exact Well writer
-    generators/  embedded numerical solvers (Euler, shear flow, Rayleigh-Benard, Gray-Scott)
+    generators/  embedded numerical solvers (Euler, shear flow, Rayleigh-Benard, active matter,
+                 Gray-Scott)
     generate     write a dataset folder (splits, files per parameter set, stats.yaml)
     stats        stats.yaml computation and I/O
     reader       WellWindowDataset: fast windows of consecutive snapshots

@@ -41,13 +41,13 @@ from physok.write_errors import writing
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 GENERATION_RECORD = "physok_generation.json"
-# The embedded default of the fast experiment: downstream Euler plus the datasets used for
-# out-of-domain pretraining and a simple reaction-diffusion set.
+# The embedded default of the fast experiment: downstream Euler plus the paper's out-of-domain
+# pretraining mixture (Gray-Scott is generated only when named).
 DEFAULT_DATASETS: tuple[str, ...] = (
     "euler_multi_quadrants_periodicBC",
     "shear_flow",
     "rayleigh_benard",
-    "gray_scott_reaction_diffusion",
+    "active_matter",
 )
 DATA_LOCK_FILE = ".physok-data.lock"
 PARTIAL_SUFFIX = ".partial"

@@ -20,7 +20,7 @@ import pytest
 from physok import checkpoint as ck
 from physok.train.__main__ import main
 
-OOD = "gray_scott_reaction_diffusion"
+OOD = "active_matter"  # 11 channels with t1 and t2 fields: the tensor path end to end
 TINY = [
     "--set", "resolution=[32,32]",
     "--set", "trajectories=4",

@@ -7,7 +7,7 @@ import pytest
 from physok.experiment.conditions import CONDITION_ORDER, CONDITIONS, tokenisers_needed
 from physok.experiment.config import (
     DOWNSTREAM,
-    OUT_OF_DOMAIN_GENERATED,
+    OUT_OF_DOMAIN_PAPER,
     ExperimentConfig,
     apply_experiment_overrides,
 )
@@ -31,9 +31,9 @@ def test_fast_preset_builds_the_five_conditions_with_equal_budgets() -> None:
             assert r.tokeniser_checkpoint == str(cfg.tokeniser_run_dir(c.tokeniser))
         assert r.run_dir == str(cfg.run_dir / f"rollout_{name}")
     assert cfg.tokeniser_config("in_domain").datasets == (DOWNSTREAM,)
-    assert cfg.tokeniser_config("out_of_domain").datasets == OUT_OF_DOMAIN_GENERATED
-    assert DOWNSTREAM not in OUT_OF_DOMAIN_GENERATED
-    assert cfg.datasets_needed() == (DOWNSTREAM, *OUT_OF_DOMAIN_GENERATED)
+    assert cfg.tokeniser_config("out_of_domain").datasets == OUT_OF_DOMAIN_PAPER
+    assert DOWNSTREAM not in OUT_OF_DOMAIN_PAPER
+    assert cfg.datasets_needed() == (DOWNSTREAM, *OUT_OF_DOMAIN_PAPER)
 
 
 def test_paper_preset_uses_the_paper_stage_presets() -> None:

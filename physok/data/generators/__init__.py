@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from physok.data.errors import DataError
-from physok.data.generators import euler, gray_scott, rayleigh_benard, shear_flow
+from physok.data.generators import (
+    active_matter,
+    euler,
+    gray_scott,
+    rayleigh_benard,
+    shear_flow,
+)
 from physok.data.generators.base import DatasetGenerator, SimulationRequest
 
 GENERATORS: dict[str, DatasetGenerator] = {
     g.name: g
-    for module in (euler, shear_flow, rayleigh_benard, gray_scott)
+    for module in (euler, shear_flow, rayleigh_benard, active_matter, gray_scott)
     for g in module.GENERATORS
 }
 
