@@ -173,6 +173,40 @@ def check_data_dir(cfg: ExperimentConfig) -> None:
         )
 
 
+def check_well_trajectories(cfg: ExperimentConfig) -> None:
+    """A Well copy's trajectories must hold the training windows and the evaluation's rollouts
+    (checked from the files' metadata before any training, not at the evaluation after it)."""
+    from physok.data.reader import WellWindowDataset
+    from physok.data.registry import FieldRegistry
+
+    rollout = cfg.rollout_config(cfg.conditions[0])
+    eval_cfg = cfg.eval_config()
+    needs = {(cfg.downstream, eval_cfg.split): rollout.input_frames + eval_cfg.rollout_steps}
+    for name in cfg.datasets_needed():
+        for split in ("train", "valid"):
+            key = (name, split)
+            needs[key] = max(needs.get(key, 0), rollout.window)
+    for (name, split), needed in needs.items():
+        folder = Path(cfg.data_dir) / name
+        probe = WellWindowDataset(folder, split, window=1, registry=FieldRegistry())
+        shortest = min(f.n_steps for f in probe.files)
+        probe.close()
+        if shortest >= needed:
+            continue
+        is_eval = (name, split) == (cfg.downstream, eval_cfg.split)
+        fix = (
+            f"--set evaluation.rollout_steps={shortest - rollout.input_frames} (at most)"
+            if is_eval and shortest >= rollout.window
+            else "a copy with longer trajectories"
+        )
+        raise DataError(
+            f"--well-base-path {cfg.data_dir}: the {split} trajectories of {name} have {shortest} "
+            f"snapshots, but the experiment needs {needed} (training windows of {rollout.window} "
+            f"frames; a {eval_cfg.rollout_steps}-step rollout evaluation from "
+            f"{rollout.input_frames} context frames); use {fix}"
+        )
+
+
 def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
     """Generate the datasets the experiment reads, or check that a Well copy has them (rank 0
     only, under torchrun)."""
@@ -221,6 +255,7 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
                 "(`the-well-download --base-path B --dataset NAME` puts them in B/datasets, "
                 "the folder to pass) or fix the path"
             )
+        check_well_trajectories(cfg)
     return {
         "generated": cfg.generate_data,
         "base": str(base),
@@ -529,6 +564,11 @@ def train_baselines(
         budget = float(training[BASELINE]["wall_clock_s"])
         unet_cfg = cfg.unet_config(budget, seed)
         _say(f"\n==> baseline: U-Net, {budget:.0f} s of training (the no-pretraining budget)")
+        from physok.baselines.unet import CHECKPOINT_KIND as UNET_KIND
+
+        # a U-Net run has one checkpoint, at its end: a damaged one means training again
+        for note in set_aside_damaged_checkpoints(Path(unet_cfg.run_dir), UNET_KIND, 0):
+            _say(f"    damaged checkpoint: {note}; training the U-Net again")
         result = train_unet(unet_cfg)
         if result.reused:
             _say(f"    finished run reused: {unet_cfg.run_dir}")
