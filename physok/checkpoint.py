@@ -54,10 +54,16 @@ STEP_PREFIX = "step_"
 _STEP_RE = re.compile(rf"^{STEP_PREFIX}(\d+)$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
+DAMAGED_PREFIX = "damaged-"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be written or loaded; the message names the file and the fix."""
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A checkpoint whose files are missing, truncated or corrupt (not merely of another kind or
+    format version): a re-run sets it aside and retrains (physok.experiment)."""
 
 
 @dataclass
@@ -381,16 +387,25 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> list[Path]:
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The run's newest checkpoint: the `latest` pointer, else the highest complete step."""
+    """The run's newest checkpoint: the step the `latest` pointer names, else the highest step.
+
+    Step directories only ever appear complete (renamed into place), so one that lacks its
+    config.json or weights is damaged: it is returned as it is, and reading it fails naming the
+    missing file, instead of a silent fall back to an earlier step.
+    """
     root = checkpoints_dir(run_dir)
     pointer = root / LATEST_FILE
     if pointer.is_file():
         name = pointer.read_text().strip()
         candidate = root / name
-        if _STEP_RE.match(name) and (candidate / CONFIG_FILE).is_file():
+        if _STEP_RE.match(name) and candidate.is_dir():
             return candidate
-    ckpts = list_checkpoints(run_dir)
-    return ckpts[-1][1] if ckpts else None
+    if not root.is_dir():
+        return None
+    steps = sorted(
+        (int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_RE.match(p.name)) and p.is_dir()
+    )
+    return steps[-1][1] if steps else None
 
 
 # ---- loading ------------------------------------------------------------------------------------
@@ -421,14 +436,14 @@ def read_checkpoint_config(path: str | os.PathLike, *, kind: str | None = None) 
     ckpt = resolve_checkpoint_path(path)
     cfg_path = ckpt / CONFIG_FILE
     if not cfg_path.is_file():
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"{cfg_path} is missing: {ckpt} is not a complete checkpoint (an interrupted copy?); "
             "use another checkpoint of the run or re-save the model"
         )
     try:
         meta = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"{cfg_path} is not valid JSON ({e}); the file is truncated or corrupt: restore it "
             "from a copy or load an earlier checkpoint of the run"
         ) from None
@@ -457,13 +472,13 @@ def read_checkpoint_config(path: str | os.PathLike, *, kind: str | None = None) 
     for name, info in meta["files"].items():
         fp = ckpt / name
         if not fp.is_file():
-            raise CheckpointError(
+            raise DamagedCheckpointError(
                 f"{fp} is missing (listed in {CONFIG_FILE}); the checkpoint is incomplete: "
                 "copy the whole directory or load an earlier checkpoint"
             )
         size = fp.stat().st_size
         if size != info["bytes"]:
-            raise CheckpointError(
+            raise DamagedCheckpointError(
                 f"{fp} has {size} bytes but {info['bytes']} were written: the file is truncated "
                 "or was replaced; restore it or load an earlier checkpoint"
             )
@@ -474,10 +489,39 @@ def read_checkpoint_config(path: str | os.PathLike, *, kind: str | None = None) 
 def _verify_hash(ckpt: Path, meta: dict, name: str) -> None:
     expected = meta["files"].get(name, {}).get("sha256")
     if expected is not None and _sha256(ckpt / name) != expected:
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"{ckpt / name} does not match the SHA-256 recorded in {CONFIG_FILE}: the file is "
             "corrupt; restore it from a copy or load an earlier checkpoint"
         )
+
+
+def verify_checkpoint(
+    path: str | os.PathLike, *, kind: str | None = None, files: Iterable[str] | None = None
+) -> dict:
+    """`read_checkpoint_config` plus the SHA-256 of `files` (default: every file it lists)
+    against config.json: DamagedCheckpointError naming the first file that does not match."""
+    meta = read_checkpoint_config(path, kind=kind)
+    ckpt: Path = meta["_path"]
+    if MODEL_FILE not in meta["files"]:
+        raise DamagedCheckpointError(
+            f"{ckpt / CONFIG_FILE} lists no {MODEL_FILE}; the file was edited?"
+        )
+    for name in meta["files"] if files is None else files:
+        _verify_hash(ckpt, meta, name)
+    return meta
+
+
+def set_aside(ckpt: str | os.PathLike) -> Path:
+    """Rename a damaged step directory to `damaged-step_XXXXXXXX` beside it (kept for a look,
+    ignored by `latest_checkpoint` and pruning); returns the new path."""
+    ckpt = Path(ckpt)
+    target = ckpt.with_name(f"{DAMAGED_PREFIX}{ckpt.name}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = ckpt.with_name(f"{DAMAGED_PREFIX}{ckpt.name}-{n}")
+    os.replace(ckpt, target)
+    return target
 
 
 def load_checkpoint(
@@ -496,13 +540,13 @@ def load_checkpoint(
     ckpt: Path = meta["_path"]
     model_path = ckpt / MODEL_FILE
     if MODEL_FILE not in meta["files"] or not model_path.is_file():
-        raise CheckpointError(f"{model_path} is missing; the checkpoint has no weights")
+        raise DamagedCheckpointError(f"{model_path} is missing; the checkpoint has no weights")
     if verify:
         _verify_hash(ckpt, meta, MODEL_FILE)
     try:
         state = load_file(str(model_path), device=str(map_location))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"{model_path} cannot be read as safetensors ({e}); the file is truncated or "
             "corrupt: restore it or load an earlier checkpoint"
         ) from None
@@ -535,7 +579,7 @@ def load_train_state(path: str | os.PathLike, *, verify: bool = True) -> dict[st
     try:
         state = torch.load(fp, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling errors come in many types
-        raise CheckpointError(
+        raise DamagedCheckpointError(
             f"{fp} cannot be loaded ({type(e).__name__}: {e}); the file is corrupt: load an "
             "earlier checkpoint of the run"
         ) from None

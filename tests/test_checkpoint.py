@@ -309,3 +309,37 @@ def test_unserialisable_config_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="model_config.bad: value of type object"):
         ck.save_model_dir(tmp_path / "x", kind="k", model=_model(), model_config={"bad": object()})
     assert not (tmp_path / "x").exists()
+
+
+def test_a_damaged_latest_checkpoint_is_an_error_not_a_fall_back(tmp_path: Path) -> None:
+    """The step `latest` names lost its config.json: loading the run names that file instead
+    of silently returning the earlier step."""
+    _save(tmp_path, 1, _model(1))
+    last = _save(tmp_path, 2, _model(2))
+    (last / ck.CONFIG_FILE).unlink()
+    assert ck.latest_checkpoint(tmp_path) == last
+    with pytest.raises(ck.DamagedCheckpointError, match=r"step_00000002/config\.json is missing"):
+        ck.load_checkpoint(tmp_path)
+    (tmp_path / "checkpoints" / "latest").unlink()  # no pointer: still the highest step
+    assert ck.latest_checkpoint(tmp_path) == last
+
+
+def test_verify_checkpoint_catches_a_flipped_byte_and_set_aside_moves_it(tmp_path: Path) -> None:
+    _save(tmp_path, 1, _model(1))
+    last = _save(tmp_path, 2, _model(2))
+    assert ck.verify_checkpoint(last)["step"] == 2
+    weights = last / ck.MODEL_FILE
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size: only the hash tells
+    weights.write_bytes(bytes(data))
+    assert ck.read_checkpoint_config(last)["step"] == 2  # sizes alone do not see it
+    with pytest.raises(ck.DamagedCheckpointError, match=r"model\.safetensors does not match"):
+        ck.verify_checkpoint(last, files=(ck.MODEL_FILE,))
+    moved = ck.set_aside(last)
+    assert moved.name == "damaged-step_00000002" and moved.is_dir()
+    assert ck.latest_checkpoint(tmp_path).name == "step_00000001"  # the last intact one
+    assert [s for s, _ in ck.list_checkpoints(tmp_path)] == [1]
+    # a wrong kind is not damage
+    with pytest.raises(CheckpointError) as e:
+        ck.verify_checkpoint(tmp_path, kind="rollout")
+    assert not isinstance(e.value, ck.DamagedCheckpointError)

@@ -18,6 +18,10 @@ import yaml
 from physok.data.stats import STAT_KEYS
 from physok.data.well_format import BC_TYPES, FIELD_GROUPS
 
+# The split folders of a dataset (data/<split>/): train for training, valid for validation
+# and the experiment's evaluation, test for held-out evaluation.
+WELL_SPLITS = ("train", "valid", "test")
+
 
 @dataclass
 class CheckReport:
@@ -227,8 +231,12 @@ def check_path(path: str | os.PathLike, values: bool = True) -> CheckReport:
                     report.errors.append(f"{stats}: missing keys {missing}")
             except yaml.YAMLError as e:
                 report.errors.append(f"{stats}: not valid YAML: {e}")
-        if not (path / "data" / "train").is_dir():
-            report.errors.append(f"{path}/data/train: missing")
+        for split in WELL_SPLITS:  # training, validation and evaluation each read one
+            folder = path / "data" / split
+            if not folder.is_dir():
+                report.errors.append(f"{folder}: missing (The Well's layout has {WELL_SPLITS})")
+            elif not any(folder.glob("*.hdf5")) and not any(folder.glob("*.h5")):
+                report.errors.append(f"{folder}: no .hdf5 files")
     if not files:
         report.errors.append(f"{path}: no .hdf5 files found")
     for p in files:

@@ -30,9 +30,10 @@ from queue import Empty, Queue
 import numpy as np
 from tqdm.auto import tqdm
 
-from physok.data.errors import DataError
+from physok.data.errors import DataError, StaleDatasetError
 from physok.data.generators import get_generator
 from physok.data.generators.base import DatasetGenerator, SimulationRequest
+from physok.data.manifest import describe_files, file_problems
 from physok.data.stats import compute_stats, write_stats_yaml
 from physok.data.well_format import write_well_file
 from physok.parent_watch import exit_with_parent
@@ -178,17 +179,33 @@ def _check_base(base: str | Path) -> Path:
 
 
 def _reusable(target: Path, record: dict, overwrite: bool) -> bool:
-    """True when `target` holds the dataset `record` asks for (and it is not to be replaced);
-    a DataError when it holds another one and `overwrite` is off."""
+    """True when `target` holds the dataset `record` asks for, with the files its generation
+    record lists (sizes and hashes): such a dataset is reused even with `overwrite` (the solvers
+    are deterministic, regenerating it would write the same files); a StaleDatasetError when it
+    holds another one, or damaged files, and `overwrite` is off."""
     if not target.exists():
         return False
     previous = read_generation_record(target)
-    if previous == record and not overwrite:
-        return True
-    if not overwrite:
-        raise DataError(
+    settings = None if previous is None else {k: v for k, v in previous.items() if k != "files"}
+    if settings == record:
+        problems = _file_problems(target, previous)
+        if not problems:
+            return True
+        if not overwrite:
+            raise StaleDatasetError(
+                f"{target} does not match the record made when it was generated "
+                f"({'; '.join(problems[:5])}{'; ...' if len(problems) > 5 else ''}); pass "
+                "--overwrite to generate it again",
+                str(target),
+                "files",
+                tuple(problems),
+            )
+    elif not overwrite:
+        raise StaleDatasetError(
             f"{target} already exists and was not generated with these settings "
-            f"(found {previous}); pass --overwrite to replace it or choose another --out"
+            f"(found {settings}); pass --overwrite to replace it or choose another --out",
+            str(target),
+            "settings",
         )
     return False
 
@@ -229,7 +246,9 @@ def _write_dataset(
                     raise DataError(str(e)) from e  # solvers name their dataset
                 write_well_file(staging / "data" / split / gen.file_name(params), trajectories)
         write_stats_yaml(staging / "stats.yaml", compute_stats(staging / "data" / "train"))
-        (staging / GENERATION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+        # the files' sizes and hashes: a re-run reuses the dataset only while they match
+        full_record = {**record, "files": describe_files(staging)}
+        (staging / GENERATION_RECORD).write_text(json.dumps(full_record, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -379,6 +398,16 @@ def _drain(queue: Queue, bars: dict[str, tqdm]) -> None:
         except Empty:
             return
         bars[name].update(n)
+
+
+def _file_problems(target: Path, record: dict) -> list[str]:
+    """How `target`'s files differ from those its record lists; a record from before physok
+    kept file lists gets The Well layout check instead (missing splits, unreadable files)."""
+    if isinstance(record.get("files"), dict):
+        return file_problems(target, record["files"])
+    from physok.data.check import check_path
+
+    return check_path(target, values=False).errors
 
 
 def read_generation_record(folder: str | Path) -> dict | None:

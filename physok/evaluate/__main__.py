@@ -10,8 +10,11 @@ Exit status (as `python -m physok.train`): 0 done, 2 bad options, data or checkp
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -97,11 +100,33 @@ def _check_writable(path: Path) -> None:
         raise ValueError(f"--out {path}: folder {folder} is not writable")
 
 
+def _write_results(path: Path, result: dict[str, Any]) -> int:
+    """Write --out; when that fails the finished evaluation is kept in a fallback file (or
+    printed as JSON when even that fails) and the exit status is 2."""
+    from physok.evaluate.report import write_json
+
+    try:
+        write_json(path, result)
+    except OSError as e:
+        reason = f"{e.strerror or e}"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        fallback = Path(tempfile.gettempdir()) / f"physok-eval-{stamp}-{os.getpid()}.json"
+        try:
+            write_json(fallback, result)
+            kept = f"the results are kept in {fallback}"
+        except OSError:
+            print(json.dumps(result, indent=2, default=str))
+            kept = "the results are printed above as JSON"
+        _error(f"--out {path}: cannot write it ({reason}); {kept}")
+        return EXIT_CONFIG
+    print(f"written: {path}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from physok.evaluate.checkpoint_eval import evaluate_checkpoint
-        from physok.evaluate.report import format_table, write_json
 
         cfg = config_from_args(args)
         if args.out:
@@ -115,22 +140,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             rollout=not args.no_rollout,
             progress=not args.quiet,
         )
-        if args.out:
-            write_json(args.out, result)
     except ValueError as e:  # EvalConfigError, DataError, CheckpointError
         _error(str(e))
         return EXIT_CONFIG
-    except OSError as e:  # an unreadable file, a full disk, an unwritable --out
+    except OSError as e:  # an unreadable file, an unwritable --out folder
         _error(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
         return EXIT_CONFIG
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
-    print(format_table(result))
-    if args.out:
-        print(f"written: {args.out}")
+    from physok.evaluate.report import format_table
+
+    print(format_table(result), flush=True)  # first: the numbers survive a failed write
+    code = _write_results(Path(args.out), result) if args.out else EXIT_OK
     sys.stdout.flush()
-    return EXIT_OK
+    return code
 
 
 if __name__ == "__main__":

@@ -15,8 +15,12 @@ pretraining and the rollout stages, which must agree), or an ExperimentConfig fi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +29,7 @@ from physok.data.generate import GenerationConfig
 from physok.evaluate.config import EvalConfig
 from physok.experiment.conditions import BASELINE as BASELINE_CONDITION
 from physok.experiment.conditions import CONDITION_ORDER, get_condition
+from physok.models.tokeniser.scales import total_compression
 from physok.train import config_overrides
 from physok.train.common import StageConfigMixin
 from physok.train.config_overrides import ConfigError
@@ -108,8 +113,8 @@ class ExperimentConfig(StageConfigMixin):
         found"): tokenisers 200 SOAP steps of batch 8 at lr 3e-3; rollout training 560 AdamW
         steps of the paper's batch 2 at peak lr 1e-3 in 8 epochs of 70 with the paper's
         schedule; the delta target, z-score inputs, 16² latents and a tokeniser trained at its
-        eval scales (the stage presets; docs/design.md gives the evidence for each choice). `literal_fast()` is the same run
-        with the paper's own choices.
+        eval scales (the stage presets; docs/design.md gives the evidence for each choice).
+        `literal_fast()` is the same run with the paper's own choices.
         """
         base = cls(
             tokeniser={
@@ -303,24 +308,97 @@ class ExperimentConfig(StageConfigMixin):
                     f"--set {stage}.{nested[0]}: the tokeniser architecture must be the same in "
                     f"both stages; set it once with --set {nested[0]}"
                 )
+        self._check_paths()
         if self.generate_data:
             try:
                 self.generation().validate()
             except ValueError as e:
-                raise ConfigError(f"data generation (resolution/trajectories/...): {e}") from None
+                raise ConfigError(_in_experiment_terms("", str(e))) from None
         from physok.experiment.conditions import tokenisers_needed
 
+        # every stage's config and the model architecture, before any data or training
         for source in tokenisers_needed(self.conditions):
-            self.tokeniser_config(source).validate()
+            with _stage_errors("tokeniser"):
+                self.tokeniser_config(source).validate()
         for c in self.conditions:
-            self.rollout_config(c).validate()
+            with _stage_errors("rollout"):
+                self.rollout_config(c).validate()
+        self._check_architecture()
         if "unet" in self.baselines:
-            self.unet_config(60.0)  # the overrides, checked before any training
+            with _stage_errors("unet"):
+                self.unet_config(60.0)  # the overrides, checked before any training
         try:
             self.eval_config().validate()
         except ValueError as e:
-            raise ConfigError(f"evaluation: {e}") from None
+            raise ConfigError(f"evaluation: {_in_experiment_terms('evaluation', str(e))}") from None
         self._check_trajectory_length()
+
+    def _check_paths(self) -> None:
+        """Folders the experiment reads or writes must not be files (named as the user typed)."""
+        data_option = "--data-dir" if self.generate_data else "--well-base-path"
+        for option, path in (
+            (data_option, Path(self.data_dir)),
+            ("--runs-dir", Path(self.runs_dir)),
+            ("--name", self.run_dir),
+        ):
+            if path.exists() and not path.is_dir():
+                raise ConfigError(f"{option} {path} is a file, not a folder; give a folder")
+
+    def _check_architecture(self) -> None:
+        """Build the tokeniser and rollout-model configs the stages will build, and check the
+        generated grid against the tokeniser's spatial compression: an architecture error comes
+        before the data step, naming the `--set` options that made it."""
+        from physok.experiment.conditions import tokenisers_needed
+        from physok.models.rollout_model import RolloutModelConfig
+        from physok.train import rollout_stage, tokeniser_stage
+
+        model_set = " ".join(f"--set model.{k}={json.dumps(v)}" for k, v in self.model.items())
+        where = model_set or f"the {self.preset} tokeniser preset"
+        for source in tokenisers_needed(self.conditions):
+            stage = self.tokeniser_config(source)
+            try:
+                tok = stage.model_config()
+                tokeniser_stage.check_shapes(stage, tok, [])
+            except ValueError as e:
+                raise ConfigError(f"{where}: {_strip_stage_prefix(str(e))}") from None
+            scale = math.prod(max(ss) for ss in tok.spatial_scales)
+            self._check_resolution(scale, "spatial_scales", where)
+        rollout = self.rollout_config(BASELINE_CONDITION)
+        try:
+            tok = rollout.tokeniser_config()
+            rollout_stage.check_shapes(rollout, tok, [])
+        except ValueError as e:
+            raise ConfigError(f"{where}: {_strip_stage_prefix(str(e))}") from None
+        _, scale = total_compression(tok.eval_scales)
+        self._check_resolution(scale, "eval_scales", where)
+        processor_set = " ".join(
+            f"--set rollout.{k}={json.dumps(v)}" for k, v in self.rollout.items()
+            if k.startswith("processor.")
+        )  # fmt: skip
+        try:
+            RolloutModelConfig(
+                tok,
+                rollout.processor_config(tok.latent_channels),
+                rollout.input_frames,
+                rollout.target,
+            )
+        except ValueError as e:
+            parts = (processor_set,) if "ProcessorConfig" in str(e) else (model_set, processor_set)
+            names = " ".join(x for x in parts if x) or "the model presets"
+            raise ConfigError(f"{names}: {_strip_stage_prefix(str(e))}") from None
+
+    def _check_resolution(self, compression: int, scales: str, where: str) -> None:
+        if not self.generate_data:
+            return  # a Well copy's grids are checked when its data are opened
+        bad = [n for n in self.resolution if n < 1 or n & (n - 1) or n % compression]
+        if bad:
+            fix = [max(compression, 1 << (max(n, 1) - 1).bit_length()) for n in self.resolution]
+            raise ConfigError(
+                f"--set resolution={json.dumps(list(self.resolution))}: the tokeniser ({where}) "
+                f"compresses space by up to {compression} (model.{scales}), so each size must be "
+                f"a power of two and a multiple of {compression}; e.g. --set "
+                f"resolution={json.dumps(fix)}"
+            )
 
     def _check_trajectory_length(self) -> None:
         """Generated trajectories must hold a rollout evaluation window (checked before any
@@ -335,6 +413,53 @@ class ExperimentConfig(StageConfigMixin):
                 f"of {rollout.window} frames, so trajectories need at least {needed} snapshots; "
                 f"--set trajectory_steps={needed} or a smaller --set evaluation.rollout_steps"
             )
+
+
+_STAGE_FLAGS = {  # a stage's own command-line options -> its config fields
+    "--steps": "steps",
+    "--batch-size": "batch_size",
+    "--lr": "lr",
+    "--val-every": "val_every",
+    "--ckpt-every": "ckpt_every",
+    "--strategy": "tokeniser_strategy",
+}
+_GENERATION_FLAGS = {  # physok.data options -> the experiment's settings
+    "--resolution": "resolution",
+    "--trajectories": "trajectories",
+    "--steps": "trajectory_steps",
+}
+
+
+def _in_experiment_terms(stage: str, message: str) -> str:
+    """A stage's (or data generation's) error message with its options spelled as an
+    experiment user types them: `--steps 4` -> `--set rollout.steps=4`, `window:` ->
+    `--set rollout.window:`, `--resolution` -> `--set resolution`."""
+    flags = _STAGE_FLAGS if stage else _GENERATION_FLAGS
+    prefix = f"{stage}." if stage else ""
+    for flag, key in flags.items():
+        message = re.sub(rf"{flag} (-?\d[\w.]*)", rf"--set {prefix}{key}=\1", message)
+        message = re.sub(rf"{flag}(?![\w-])", f"--set {prefix}{key}", message)
+    head, sep, rest = message.partition(":")
+    if stage and sep and re.fullmatch(r"[a-z_]+", head):
+        message = f"--set {prefix}{head}:{rest}"
+    return message
+
+
+def _strip_stage_prefix(message: str) -> str:
+    """Drop the stage CLI's "model config (model_preset / --set model.*): " preamble."""
+    return re.sub(r"^\w[\w ]* config \([^)]*\): ", "", message)
+
+
+@contextlib.contextmanager
+def _stage_errors(stage: str) -> Iterator[None]:
+    """Re-raise a stage config's error in the experiment's option spelling."""
+    try:
+        yield
+    except ConfigError as e:
+        message = str(e)
+        if message.startswith("--set ") or message.startswith(f"{stage} stage:"):
+            raise  # already an experiment-level message (from `_apply`)
+        raise ConfigError(f"{stage} stage: {_in_experiment_terms(stage, message)}") from None
 
 
 def get_condition_checked(name: str) -> None:

@@ -44,7 +44,7 @@ import torch
 from physok import __version__
 from physok import checkpoint as ckpt_io
 from physok.atomic_io import write_json_atomic
-from physok.data.errors import DataError
+from physok.data.errors import DataError, StaleDatasetError
 from physok.experiment.conditions import (
     BASELINE,
     CONDITION_ORDER,
@@ -54,7 +54,7 @@ from physok.experiment.conditions import (
 from physok.experiment.config import ExperimentConfig
 from physok.run_lock import FolderLock
 from physok.train import distributed as dist_utils
-from physok.train.common import METRICS_FILE
+from physok.train.common import METRICS_FILE, same_path_from_run
 from physok.train.config_overrides import ConfigError
 from physok.train.threads import apply_threads
 
@@ -106,19 +106,24 @@ def _clean_floats(value: Any) -> Any:
     return value
 
 
-PATH_KEYS = ("data_dir", "run_dir", "tokeniser_checkpoint")
-
-
-def _same(key: str, a: Any, b: Any) -> bool:
-    if key in PATH_KEYS and isinstance(a, str) and isinstance(b, str):
-        return os.path.abspath(a) == os.path.abspath(b)  # "data", "./data", "/abs/data"
+def _same(key: str, saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether a stage's saved setting `key` equals the wanted one. Paths inside the experiment
+    folder compare relative to it, so a moved or copied experiment folder is the same
+    experiment; `data_dir` compares as an absolute path ("data", "./data", "/abs/data")."""
+    a, b = saved.get(key), wanted.get(key)
+    if key == "run_dir" and isinstance(a, str) and isinstance(b, str):
+        return Path(a).name == Path(b).name  # the stage's folder in the experiment folder
+    if key == "tokeniser_checkpoint" and isinstance(a, str) and isinstance(b, str):
+        return same_path_from_run(a, saved.get("run_dir", ""), b, wanted.get("run_dir", ""))
+    if key == "data_dir" and isinstance(a, str) and isinstance(b, str):
+        return os.path.abspath(a) == os.path.abspath(b)
     return a == b
 
 
 def _differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """Keys whose values differ, ignoring runtime-only keys and path spellings."""
+    """Keys whose values differ, ignoring runtime-only keys and where the folder lies."""
     keys = sorted((set(saved) | set(wanted)) - set(RUNTIME_KEYS))
-    return [k for k in keys if not _same(k, saved.get(k), wanted.get(k))]
+    return [k for k in keys if not _same(k, saved, wanted)]
 
 
 # ---- the experiment folder ----------------------------------------------------------------------
@@ -170,6 +175,40 @@ def check_data_dir(cfg: ExperimentConfig) -> None:
         )
 
 
+def check_well_trajectories(cfg: ExperimentConfig) -> None:
+    """A Well copy's trajectories must hold the training windows and the evaluation's rollouts
+    (checked from the files' metadata before any training, not at the evaluation after it)."""
+    from physok.data.reader import WellWindowDataset
+    from physok.data.registry import FieldRegistry
+
+    rollout = cfg.rollout_config(cfg.conditions[0])
+    eval_cfg = cfg.eval_config()
+    needs = {(cfg.downstream, eval_cfg.split): rollout.input_frames + eval_cfg.rollout_steps}
+    for name in cfg.datasets_needed():
+        for split in ("train", "valid"):
+            key = (name, split)
+            needs[key] = max(needs.get(key, 0), rollout.window)
+    for (name, split), needed in needs.items():
+        folder = Path(cfg.data_dir) / name
+        probe = WellWindowDataset(folder, split, window=1, registry=FieldRegistry())
+        shortest = min(f.n_steps for f in probe.files)
+        probe.close()
+        if shortest >= needed:
+            continue
+        is_eval = (name, split) == (cfg.downstream, eval_cfg.split)
+        fix = (
+            f"--set evaluation.rollout_steps={shortest - rollout.input_frames} (at most)"
+            if is_eval and shortest >= rollout.window
+            else "a copy with longer trajectories"
+        )
+        raise DataError(
+            f"--well-base-path {cfg.data_dir}: the {split} trajectories of {name} have {shortest} "
+            f"snapshots, but the experiment needs {needed} (training windows of {rollout.window} "
+            f"frames; a {eval_cfg.rollout_steps}-step rollout evaluation from "
+            f"{rollout.input_frames} context frames); use {fix}"
+        )
+
+
 def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
     """Generate the datasets the experiment reads, or check that a Well copy has them (rank 0
     only, under torchrun)."""
@@ -191,17 +230,24 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
 
         check_data_dir(cfg)
         try:
-            generate(overwrite=False)  # reuses datasets generated with these settings
-        except DataError as e:
-            if "not generated with these settings" not in str(e):
-                raise
-            if not force:
+            generate(overwrite=False)  # reuses intact datasets generated with these settings
+        except StaleDatasetError as e:
+            if force:
+                generate(overwrite=True)  # replaces only the stale or damaged datasets
+            elif e.reason == "files":
+                problems = "; ".join(e.problems[:5]) + ("; ..." if len(e.problems) > 5 else "")
+                raise DataError(
+                    f"--data-dir {base}: the dataset {Path(e.folder).name} does not match the "
+                    f"record made when it was generated ({problems}); the finished stages were "
+                    "trained on the data as generated: pass --force to regenerate it and redo "
+                    "the experiment, or choose another --data-dir"
+                ) from None
+            else:
                 raise DataError(
                     f"--data-dir {base} holds datasets generated with other settings than this "
                     "experiment's (resolution, trajectories, trajectory_steps, seed): pass "
                     "--force to regenerate them, or choose another --data-dir"
                 ) from None
-            generate(overwrite=True)
     else:
         missing = [n for n in names if not (base / n / "data").is_dir()]
         if missing:
@@ -211,6 +257,7 @@ def prepare_data(cfg: ExperimentConfig, *, force: bool) -> dict[str, Any]:
                 "(`the-well-download --base-path B --dataset NAME` puts them in B/datasets, "
                 "the folder to pass) or fix the path"
             )
+        check_well_trajectories(cfg)
     return {
         "generated": cfg.generate_data,
         "base": str(base),
@@ -230,12 +277,49 @@ def stage_is_finished(run_dir: Path, wanted: dict[str, Any], kind: str) -> bool:
     meta = ckpt_io.read_checkpoint_config(latest, kind=kind)
     saved = meta.get("train_config") or {}
     diff = _differences(saved, wanted)
-    if diff:
+    if diff == ["data_dir"]:  # the same run, reading its data from elsewhere
         raise ConfigError(
-            f"{run_dir}: its run was made with other settings (differing: {', '.join(diff)}); "
-            "pass --force to redo the experiment, or --name NEW to keep this one"
+            f"{run_dir}: its run read the data in {saved['data_dir']}, this experiment reads "
+            f"{wanted['data_dir']}; pass --data-dir {saved['data_dir']} (or --well-base-path) to "
+            "continue it, or --name NEW for a new experiment on this data"
+        )
+    if diff:
+        shown = "; ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now" for k in diff)
+        raise ConfigError(
+            f"{run_dir}: its run was made with other settings ({shown}); pass --force to redo "
+            "the experiment, or --name NEW to keep this one"
         )
     return int(meta["step"]) >= int(wanted["steps"])
+
+
+def set_aside_damaged_checkpoints(run_dir: Path, kind: str, steps: int) -> list[str]:
+    """Check the checkpoint a re-run would reuse or resume from, newest first: a damaged one
+    (a file missing, truncated, or not matching the SHA-256 recorded in its config.json) is
+    renamed to `damaged-step_*` and the next older one checked, so training continues from the
+    last intact checkpoint, or from scratch. A finished run's weights are hashed; a checkpoint
+    to resume from has every file hashed. Returns a message per checkpoint set aside (rank 0
+    only: the others wait at the caller's broadcast)."""
+    notes = []
+    while (latest := ckpt_io.latest_checkpoint(run_dir)) is not None:
+        try:
+            meta = ckpt_io.read_checkpoint_config(latest, kind=kind)
+            finished = int(meta["step"]) >= steps
+            ckpt_io.verify_checkpoint(latest, files=(ckpt_io.MODEL_FILE,) if finished else None)
+            return notes
+        except ckpt_io.DamagedCheckpointError as e:
+            moved = ckpt_io.set_aside(latest)
+            notes.append(f"{e} -> set aside as {moved.name}")
+    return notes
+
+
+def _recorded_weights_sha(damaged: Path) -> str | None:
+    """The weights' SHA-256 that a set-aside checkpoint's config.json records (None if
+    unreadable)."""
+    try:
+        meta = json.loads((damaged / ckpt_io.CONFIG_FILE).read_text())
+        return meta["files"][ckpt_io.MODEL_FILE]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read_stage_log(run_dir: Path) -> dict[str, Any]:
@@ -279,15 +363,37 @@ def _step_time_spread(step_times: list[float]) -> dict[str, Any] | None:
     }
 
 
-def _run_stage(train_fn: Any, stage_cfg: Any, kind: str) -> bool:
-    """Train `stage_cfg` unless its run is finished; True when it was reused."""
+@dataclass
+class StageRun:
+    """How `_run_stage` got a stage's run: reused as it was, or trained by this invocation;
+    `unchanged`: retrained after damage, to final weights identical to the damaged run's."""
+
+    reused: bool
+    unchanged: bool = False
+
+
+def _run_stage(train_fn: Any, stage_cfg: Any, kind: str, main: bool) -> StageRun:
+    """Train `stage_cfg` unless its run is finished and intact (damaged checkpoints are set
+    aside first, with a message naming them)."""
     run_dir = Path(stage_cfg.run_dir)
+    steps = int(stage_cfg.steps)
+    notes = _on_main(main, lambda: set_aside_damaged_checkpoints(run_dir, kind, steps)) or []
+    for note in notes:
+        _say(f"    damaged checkpoint: {note}; retraining from the last intact checkpoint", main)
     if stage_is_finished(run_dir, stage_cfg.to_dict(), kind):
-        return True
+        return StageRun(reused=True)
     # the run directory's lock, as `python -m physok.train STAGE` takes it (rank 0 holds it)
     with FolderLock(run_dir, what="run directory", enabled=dist_utils.get_rank() == 0):
         train_fn(stage_cfg, resume=True)  # resumes an interrupted run, else starts fresh
-    return False
+    unchanged = False
+    if notes and main:  # was the damaged run finished, and is the retrained one the same?
+        root = ckpt_io.checkpoints_dir(run_dir)
+        final = ckpt_io.latest_checkpoint(run_dir)
+        recorded = {_recorded_weights_sha(p) for p in root.glob(f"{ckpt_io.DAMAGED_PREFIX}*")}
+        if final is not None:
+            now = ckpt_io.read_checkpoint_config(final)["files"][ckpt_io.MODEL_FILE]["sha256"]
+            unchanged = now in recorded
+    return StageRun(reused=False, unchanged=bool(dist_utils.broadcast_object(unchanged)))
 
 
 def pretrain_tokenisers(
@@ -301,9 +407,12 @@ def pretrain_tokenisers(
         stage_cfg = cfg.tokeniser_config(source, seed)
         _say(f"\n==> tokeniser pretraining, {source.replace('_', '-')}: "
              f"{', '.join(stage_cfg.datasets)} ({stage_cfg.steps} steps)", main)  # fmt: skip
-        reused = _run_stage(tokeniser_stage.train, stage_cfg, tokeniser_stage.CHECKPOINT_KIND)
+        run = _run_stage(tokeniser_stage.train, stage_cfg, tokeniser_stage.CHECKPOINT_KIND, main)
+        reused = run.reused
         if reused:
             _say(f"    finished run reused: {stage_cfg.run_dir}", main)
+        elif run.unchanged:
+            _say("    the retrained weights equal the damaged run's (same SHA-256)", main)
         log = read_stage_log(Path(stage_cfg.run_dir))
         last = log["val"][-1] if log["val"] else {}
         model = _model_config(stage_cfg.run_dir)
@@ -327,6 +436,7 @@ def pretrain_tokenisers(
             ],
             "run_dir": log["run_dir"],
             "reused": reused,
+            "unchanged": run.unchanged,
         }
     return out
 
@@ -368,7 +478,8 @@ def train_conditions(
                 "the experiment (or delete that rollout folder)"
             )
         _say(f"\n==> rollout training, {get_condition(name).label} ({stage_cfg.steps} steps)", main)
-        reused = _run_stage(rollout_stage.train, stage_cfg, rollout_stage.CHECKPOINT_KIND)
+        run = _run_stage(rollout_stage.train, stage_cfg, rollout_stage.CHECKPOINT_KIND, main)
+        reused = run.reused
         if reused:
             _say(f"    finished run reused: {stage_cfg.run_dir}", main)
         log = read_stage_log(Path(stage_cfg.run_dir))
@@ -402,7 +513,8 @@ def _evaluation_key(
     its config.json (a retrained run can reach the same path and step), data and settings."""
     return {
         "version": EVAL_CACHE_VERSION,
-        "checkpoint": str(checkpoint),
+        # relative to the experiment folder, which may be moved or copied
+        "checkpoint": str(checkpoint.relative_to(cfg.run_dir)),
         "step": int(meta["step"]),
         "weights_sha256": {k: v.get("sha256") for k, v in sorted(meta["files"].items())},
         "dataset": cfg.downstream,
@@ -482,6 +594,11 @@ def train_baselines(
         budget = float(training[BASELINE]["wall_clock_s"])
         unet_cfg = cfg.unet_config(budget, seed)
         _say(f"\n==> baseline: U-Net, {budget:.0f} s of training (the no-pretraining budget)")
+        from physok.baselines.unet import CHECKPOINT_KIND as UNET_KIND
+
+        # a U-Net run has one checkpoint, at its end: a damaged one means training again
+        for note in set_aside_damaged_checkpoints(Path(unet_cfg.run_dir), UNET_KIND, 0):
+            _say(f"    damaged checkpoint: {note}; training the U-Net again")
         result = train_unet(unet_cfg)
         if result.reused:
             _say(f"    finished run reused: {unet_cfg.run_dir}")
@@ -922,7 +1039,7 @@ def _run_experiment(
         if cfg.seeds > 1:
             _say(f"\n==> seed {seed} ({len(trained) + 1} of {cfg.seeds})", main)
         tokenisers = pretrain_tokenisers(cfg, main=main, seed=seed)
-        retrained = tuple(k for k, t in tokenisers.items() if not t["reused"])
+        retrained = tuple(k for k, t in tokenisers.items() if not (t["reused"] or t["unchanged"]))
         training = train_conditions(cfg, main=main, retrained=retrained, seed=seed)
         trained[seed] = {"tokenisers": tokenisers, "training": training}
     world_size = dist_utils.get_world_size()

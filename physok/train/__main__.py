@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from physok.experiment.conditions import CONDITION_ORDER  # plain data: no torch import
+
 EXIT_OK, EXIT_CONFIG, EXIT_TRAINING, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
@@ -163,6 +165,7 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--well-base-path",
+        metavar="PATH",
         help="base folder of a real The Well copy (<base>/<dataset>/data/...): no data generation",
     )
     g.add_argument(
@@ -171,12 +174,15 @@ def _add_experiment_options(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="where generated datasets go (default: data)",
     )
-    g.add_argument("--runs-dir", help="parent of the experiment folder (default: runs)")
+    g.add_argument(
+        "--runs-dir", metavar="DIR", help="parent of the experiment folder (default: runs)"
+    )
     g.add_argument("--name", help="experiment folder name (default: the preset's name)")
     g.add_argument(
         "--conditions",
-        help="comma-separated subset of the conditions (default: all five; no_pretraining "
-        "is always needed)",
+        metavar="LIST",
+        help="comma-separated subset of the conditions (default: all five: "
+        f"{', '.join(CONDITION_ORDER)}; no_pretraining is always needed)",
     )
     g.add_argument(
         "--seed", dest="experiment_seed", metavar="SEED", type=int, help="seed of every stage"

@@ -120,6 +120,24 @@ class TrainingError(RuntimeError):
     """Training stopped (e.g. a non-finite loss); the message says what and how to proceed."""
 
 
+def same_path_from_run(
+    saved: str | None, saved_run_dir: str, now: str | None, now_run_dir: str
+) -> bool:
+    """Whether a path in a run's saved config (e.g. its tokeniser_checkpoint) names the same
+    place as now: the same absolute path, or the same path relative to the run's folder's
+    parent (the run and what it points to were moved or copied together, e.g. an experiment
+    folder)."""
+    if saved is None or now is None:
+        return saved == now
+    if os.path.abspath(saved) == os.path.abspath(now):
+        return True
+    saved_parent = os.path.dirname(os.path.abspath(saved_run_dir))
+    now_parent = os.path.dirname(os.path.abspath(now_run_dir))
+    return os.path.relpath(os.path.abspath(saved), saved_parent) == os.path.relpath(
+        os.path.abspath(now), now_parent
+    )
+
+
 def _dataset_dir(cfg: StageDataConfig, name: str) -> Path:
     base = Path(cfg.data_dir)
     if not base.is_dir():

@@ -72,6 +72,7 @@ from physok.train.common import (
     non_finite_step_error,
     progress_bar,
     rng_state,
+    same_path_from_run,
     set_rng_state,
     validation_indices,
 )
@@ -605,6 +606,11 @@ def _checkpoint_model_config(ckpt: ckpt_io.Checkpoint) -> RolloutModelConfig:
 def _check_resume_config(cfg: RolloutTrainConfig, ckpt: ckpt_io.Checkpoint) -> list[str]:
     saved = ckpt.train_config or {}
     now = cfg.to_dict()
+    if "tokeniser_checkpoint" in saved and same_path_from_run(
+        saved["tokeniser_checkpoint"], saved.get("run_dir", cfg.run_dir),
+        now["tokeniser_checkpoint"], cfg.run_dir,
+    ):  # fmt: skip
+        saved = {**saved, "tokeniser_checkpoint": now["tokeniser_checkpoint"]}  # moved along
     fixed = [k for k in _RESUME_FIXED if k in saved and saved[k] != now[k]]
     if fixed:
         diffs = ", ".join(f"{k}: {saved[k]!r} -> {now[k]!r}" for k in fixed)

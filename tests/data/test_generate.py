@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import h5py
@@ -12,7 +13,7 @@ from the_well.data import WellDataset
 
 from physok.data import generate as generate_module
 from physok.data.check import check_path
-from physok.data.errors import DataError
+from physok.data.errors import DataError, StaleDatasetError
 from physok.data.generate import GenerationConfig, generate_dataset, generate_datasets
 from physok.data.generators import GENERATORS, get_generator
 from physok.data.reader import WellWindowDataset
@@ -163,3 +164,40 @@ def test_parallel_generation_reports_worker_errors(tmp_path: Path) -> None:
         )  # fmt: skip
     assert not (tmp_path / "shear_flow").exists()
     assert not list(tmp_path.glob(".*.partial"))
+
+
+def test_reuse_checks_the_files_against_the_record(tmp_path: Path) -> None:
+    """A truncated or edited file is never reused as the generated data; --overwrite
+    regenerates it (identically: the data depend only on the settings), an intact dataset is
+    kept even with --overwrite, and a copied folder (new mtimes, same bytes) is reused."""
+    name = "gray_scott_reaction_diffusion"
+    cfg = GenerationConfig(resolution=(16, 16), trajectories=3, steps=3)
+    path = generate_dataset(name, tmp_path, cfg, progress=False)
+    record = generate_module.read_generation_record(path)
+    assert set(record["files"]) >= {"stats.yaml", *(
+        p.relative_to(path).as_posix() for p in path.glob("data/*/*.hdf5")
+    )}  # fmt: skip
+    original = {p: p.read_bytes() for p in path.glob("data/*/*.hdf5")}
+    victim = sorted(original)[0]
+    victim.write_bytes(original[victim][:-100])  # truncated
+    with pytest.raises(StaleDatasetError, match="--overwrite") as e:
+        generate_dataset(name, tmp_path, cfg, progress=False)
+    assert e.value.reason == "files" and str(victim) in str(e.value)
+    generate_dataset(name, tmp_path, cfg, overwrite=True, progress=False)
+    assert {p: p.read_bytes() for p in path.glob("data/*/*.hdf5")} == original
+    stamp = victim.stat().st_mtime_ns
+    generate_dataset(name, tmp_path, cfg, overwrite=True, progress=False)
+    assert victim.stat().st_mtime_ns == stamp  # intact: kept
+    # a flipped byte (same size) is caught by the hash, an extra file by the listing
+    data = bytearray(original[victim])
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    (path / "data" / "train" / "stray.hdf5").write_bytes(b"x")
+    with pytest.raises(StaleDatasetError) as e:
+        generate_dataset(name, tmp_path, cfg, progress=False)
+    assert "SHA-256 differs" in str(e.value) and "stray.hdf5" in str(e.value)
+    (path / "data" / "train" / "stray.hdf5").unlink()
+    victim.write_bytes(original[victim])
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy / name, copy_function=shutil.copyfile)  # new mtimes
+    assert generate_dataset(name, copy, cfg, progress=False) == copy / name

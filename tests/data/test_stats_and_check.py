@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import h5py
@@ -83,3 +84,14 @@ def test_missing_stats_and_corrupt_files(synthetic_dataset: Path, tmp_path: Path
     assert "stats.yaml: missing keys" in errors
     assert f"{path}: cannot be read as HDF5" in errors
     assert not check_path(tmp_path / "absent").ok
+
+
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_a_missing_split_is_an_error(synthetic_dataset: Path, split: str) -> None:
+    """Training reads train, validation and the evaluation valid, held-out evaluation test."""
+    shutil.rmtree(synthetic_dataset / "data" / split)
+    report = check_path(synthetic_dataset)
+    assert not report.ok
+    assert any(f"data/{split}: missing" in e for e in report.errors), report.errors
+    (synthetic_dataset / "data" / split).mkdir()  # present but empty
+    assert any(f"data/{split}: no .hdf5 files" in e for e in check_path(synthetic_dataset).errors)

@@ -105,3 +105,58 @@ def test_dataset_fields_the_model_lacks(
     with pytest.raises(DataError, match=r"not the channels \['energy'\]"):
         evaluate_checkpoint(path, euler_base, EULER, EvalConfig(device="cpu"), progress=False)
     assert torch.is_grad_enabled()
+
+
+def test_a_damaged_latest_checkpoint_is_an_error_naming_the_file(
+    model, euler_base: Path, tmp_path: Path, capsys
+) -> None:
+    """No silent fall back to an earlier checkpoint when the latest one lost a file."""
+    for step in (1, 2):
+        ck.save_checkpoint(
+            tmp_path, step, kind="rollout", model=model, model_config=model.config.to_dict()
+        )
+    last = ck.latest_checkpoint(tmp_path)
+    (last / ck.CONFIG_FILE).unlink()
+    err = _fails(["--checkpoint", str(tmp_path), "--data-dir", str(euler_base)], capsys)
+    assert str(last / ck.CONFIG_FILE) in err
+    (tmp_path / "checkpoints" / "step_00000001" / ck.MODEL_FILE).unlink()
+    err = _fails(["--checkpoint", str(tmp_path / "checkpoints" / "step_00000001"),
+                  "--data-dir", str(euler_base)], capsys)  # fmt: skip
+    assert "model.safetensors is missing" in err
+
+
+def test_a_failed_out_write_keeps_the_results(
+    run_dir: Path,
+    euler_base: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The table is printed first; when --out cannot be written after the evaluation (disk
+    full, permissions changed) the results go to a fallback file and the exit status is 2."""
+    import physok.evaluate.report as report_module
+
+    real = report_module.write_json
+    out = tmp_path / "eval.json"
+
+    def failing(path, data):
+        if Path(path) == out:
+            raise OSError(28, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(report_module, "write_json", failing)
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "fallback"))
+    (tmp_path / "fallback").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    argv = ["--checkpoint", str(run_dir), "--data-dir", str(euler_base), "--out", str(out)]
+    argv += ["--subsets", "1", "--subset-size", "2", "--no-rollout", *SMALL]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "VRMSE" in captured.out  # the table
+    assert f"--out {out}" in captured.err and "No space left" in captured.err
+    kept = list((tmp_path / "fallback").glob("physok-eval-*.json"))
+    assert len(kept) == 1 and str(kept[0]) in captured.err
+    assert json.loads(kept[0].read_text())["next_frame"]["vrmse"]["mean"] > 0
+    assert not out.exists()
