@@ -323,3 +323,151 @@ def test_more_seeds_reuse_the_first_and_report_the_spread(
     assert (run / "tokeniser_in_domain_seed1").is_dir()
     report = (run / "report.md").read_text()
     assert "across 2 seeds" in report and "spread across seeds" in report
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--seed", "-1"], "--seed -1"),
+        (["--set", "model.channels=[8,16]"], "--set model.channels=[8, 16]"),
+        (["--set", "resolution=[30,30]"], "--set resolution=[30, 30]"),
+        (["--set", "rollout.steps=1"], "--set rollout.steps=1"),
+        (["--set", "tokeniser.batch_size=0"], "--set tokeniser.batch_size"),
+        (["--set", "rollout.window=3"], "--set rollout.window"),
+        (["--set", "rollout.processor.heads=3"], "--set rollout.processor.heads=3"),
+        (["--set", "trajectories=2"], "--set trajectories"),
+    ],
+)
+def test_option_errors_name_the_option_before_any_data_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture, extra: list[str], expected: str
+) -> None:
+    assert main(_argv(tmp_path, *extra)) == 2
+    err = capsys.readouterr().err
+    assert expected in err, err
+    assert "--resolution" not in err and "--steps " not in err  # stage / data-CLI spellings
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+def test_path_options_that_are_files_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for option in ("--data-dir", "--runs-dir"):
+        argv = _argv(tmp_path)
+        argv[argv.index(option) + 1] = str(a_file)
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"{option} {a_file} is a file" in err and "--out" not in err
+
+
+def test_help_lists_the_conditions_with_user_facing_names(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(c in out for c in CONDITIONS)
+    assert "EXPERIMENT_" not in out and "WELL_BASE_PATH" not in out
+
+
+def test_short_well_trajectories_are_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from physok.data.generate import GenerationConfig, generate_dataset
+
+    cfg = GenerationConfig(resolution=(16, 16), trajectories=3, steps=20)
+    generate_dataset("euler_multi_quadrants_periodicBC", tmp_path / "well", cfg, progress=False)
+    argv = ["--fast", "--well-base-path", str(tmp_path / "well"), "--runs-dir",
+            str(tmp_path / "runs"), "--conditions", "no_pretraining", "--quiet", "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "have 20 snapshots" in err and "needs 27" in err
+    assert "--set evaluation.rollout_steps=11" in err
+    assert not list((tmp_path / "runs").glob("*/rollout_*"))  # nothing trained
+
+
+def _copy_runs(mini_run: Path, tmp: Path) -> Path:
+    """A copy of the finished miniature experiment at another place (the data stay)."""
+    shutil.copytree(mini_run / "runs" / "mini", tmp / "runs" / "mini")
+    return tmp / "runs" / "mini"
+
+
+def _argv_at(mini_run: Path, runs: Path, *extra: str) -> list[str]:
+    argv = _argv(mini_run, *extra)
+    argv[argv.index("--runs-dir") + 1] = str(runs)
+    return argv
+
+
+def test_a_moved_experiment_folder_continues(
+    mini_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Copied elsewhere, every stage and evaluation is reused; no --force advice."""
+    run = _copy_runs(mini_run, tmp_path / "moved")
+    evals = sorted((run / "eval").glob("*.json"))
+    stamps = {p: p.stat().st_mtime_ns for p in evals}
+    assert main(_argv_at(mini_run, tmp_path / "moved" / "runs")) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished run reused") == 8
+    assert {p: p.stat().st_mtime_ns for p in evals} == stamps
+    # a real difference is still refused, and the folder's location is not one
+    assert main(_argv_at(mini_run, tmp_path / "moved" / "runs", "--set", "rollout.steps=6")) == 2
+    err = capsys.readouterr().err
+    assert "steps: 4 there, 6 now" in err
+    assert "run_dir" not in err and "tokeniser_checkpoint" not in err
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_checkpoints_are_named_and_retrained(
+    mini_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = _copy_runs(mini_run, tmp_path)
+    frozen = ck.latest_checkpoint(run / "rollout_in_domain_frozen")
+    _flip_a_byte(frozen / ck.MODEL_FILE)
+    trainable = ck.latest_checkpoint(run / "rollout_in_domain_trainable")
+    (trainable / ck.CONFIG_FILE).unlink()
+    unet = ck.latest_checkpoint(run / "baseline_unet")
+    _flip_a_byte(unet / ck.MODEL_FILE)
+    assert main(_argv_at(mini_run, tmp_path / "runs")) == 0
+    out = capsys.readouterr().out
+    assert str(frozen / ck.MODEL_FILE) in out and "SHA-256" in out
+    assert str(trainable / ck.CONFIG_FILE) in out
+    assert str(unet / ck.MODEL_FILE) in out
+    assert out.count("damaged checkpoint") == 3
+    results = json.loads((run / "results.json").read_text())
+    training = results["conditions"]
+    assert not training["in_domain_frozen"]["training"]["reused"]
+    assert not training["in_domain_trainable"]["training"]["reused"]
+    assert training["no_pretraining"]["training"]["reused"]
+    assert training["in_domain_frozen"]["training"]["steps"] == 4
+    assert not results["baselines"]["unet"]["training"]["reused"]
+    for stage in ("rollout_in_domain_frozen", "rollout_in_domain_trainable", "baseline_unet"):
+        assert (run / stage / "checkpoints" / "damaged-step_00000004").exists() or stage == (
+            "baseline_unet"
+        )
+        ck.verify_checkpoint(ck.latest_checkpoint(run / stage))  # intact again
+
+
+def test_damaged_generated_data_is_refused_then_regenerated_with_force(
+    mini_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from physok.experiment.config import apply_experiment_overrides
+    from physok.experiment.runner import prepare_data
+    from physok.train.__main__ import build_parser, experiment_config_from_args
+
+    shutil.copytree(mini_run / "data", tmp_path / "data")
+    victim = sorted((tmp_path / "data" / OOD / "data" / "valid").glob("*.hdf5"))[0]
+    original = victim.read_bytes()
+    victim.write_bytes(original[: len(original) // 2])
+    _copy_runs(mini_run, tmp_path)
+    assert main(_argv(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert str(victim) in err and "--force" in err and OOD in err
+    # what --force does to the data (the rest of --force is test_force_redoes_every_stage)
+    cfg = experiment_config_from_args(build_parser().parse_args(_argv(tmp_path)))
+    cfg = apply_experiment_overrides(cfg, [])
+    prepare_data(cfg, force=True)
+    assert victim.read_bytes() == original  # regenerated, identical

@@ -313,3 +313,30 @@ def test_compiled_blocks_match_eager() -> None:
     idx = torch.arange(5)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x, idx), eager(x, idx), rtol=1e-4, atol=1e-5)
+
+
+def test_resume_accepts_a_run_moved_together_with_its_tokeniser(tmp_path: Path) -> None:
+    """An experiment folder moved or copied elsewhere: the run's tokeniser_checkpoint moved
+    along (same path relative to the run's parent), so resuming is no change of settings; a
+    tokeniser elsewhere still is."""
+    from types import SimpleNamespace
+
+    from physok.train.common import same_path_from_run
+    from physok.train.config_overrides import ConfigError
+
+    old = stage_mod.RolloutTrainConfig.fast(
+        run_dir="/old/exp/rollout_x", tokeniser_checkpoint="/old/exp/tokeniser_in_domain"
+    )
+    moved = stage_mod.RolloutTrainConfig.fast(
+        run_dir=str(tmp_path / "exp" / "rollout_x"),
+        tokeniser_checkpoint=str(tmp_path / "exp" / "tokeniser_in_domain"),
+    )
+    ckpt = SimpleNamespace(train_config=old.to_dict(), path=Path("/old/exp/rollout_x/ck"))
+    assert stage_mod._check_resume_config(moved, ckpt) == []
+    other = stage_mod.RolloutTrainConfig.fast(
+        run_dir=moved.run_dir, tokeniser_checkpoint=str(tmp_path / "tokeniser_elsewhere")
+    )
+    with pytest.raises(ConfigError, match="tokeniser_checkpoint"):
+        stage_mod._check_resume_config(other, ckpt)
+    assert same_path_from_run("data", "runs/a", os.path.abspath("data"), "/x/a")
+    assert not same_path_from_run(None, "runs/a", "t", "runs/a")
