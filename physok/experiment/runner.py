@@ -691,7 +691,8 @@ def evaluate_tokeniser_on_downstream(
     meta = ckpt_io.read_checkpoint_config(latest)
     key = {
         "version": EVAL_CACHE_VERSION,
-        "checkpoint": str(latest),
+        # relative to the experiment folder, which may be moved or copied
+        "checkpoint": str(latest.relative_to(cfg.run_dir)),
         "step": int(meta["step"]),
         "weights_sha256": {k: v.get("sha256") for k, v in sorted(meta["files"].items())},
         "dataset": cfg.downstream,
