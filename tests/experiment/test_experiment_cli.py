@@ -105,7 +105,9 @@ def test_miniature_experiment_writes_every_artefact(mini_run: Path) -> None:
     # two strategies of one source, a different one without pretraining
     first = {n: c["training"]["curve"][0]["val_vrmse"] for n, c in results["conditions"].items()}
     assert first["in_domain_trainable"] == pytest.approx(first["in_domain_frozen"], rel=1e-6)
-    assert first["in_domain_trainable"] != pytest.approx(first["no_pretraining"], rel=1e-3)
+    # (3 tokeniser steps move the in-domain tokeniser little from its random start: ~1e-3
+    # relative on this data, while the same tokeniser reproduces to 1e-6)
+    assert first["in_domain_trainable"] != pytest.approx(first["no_pretraining"], rel=1e-4)
     changes = results["comparison"]["conditions"]
     v0 = results["conditions"]["no_pretraining"]["next_frame"]["vrmse"]["mean"]
     v1 = results["conditions"]["in_domain_trainable"]["next_frame"]["vrmse"]["mean"]
