@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from physok import checkpoint as ck
 from physok.train.__main__ import main
@@ -284,6 +285,42 @@ def test_torchrun_two_ranks_run_the_whole_experiment(tmp_path: Path) -> None:
         assert state["data"]["world_size"] == 2 and len(state["rng"]) == 2, stage
     assert output.count("experiment mini finished") == 1  # rank 0 alone reports
     assert proc.returncode == 0 or _ABORT.search(output), output
+
+
+def test_sigkill_mid_rollout_stage_then_same_command_gives_identical_results(
+    kill_rerun_and_reference,
+) -> None:
+    """kill -9 of the experiment while its rollout stage is between checkpoints (step 6 of 12,
+    checkpoints every 4), then the same command again: the stage resumes and results.json holds
+    exactly the numbers of an uninterrupted run (two processor blocks with stochastic depth 0.5,
+    so a shifted random draw would show)."""
+    settings = [
+        "--conditions", "no_pretraining", "--threads", "1", "--set", "baselines=[]",
+        "--set", "rollout.steps=12", "--set", "rollout.ckpt_every=4",
+        "--set", "rollout.val_every=3", "--set", "rollout.processor.depth=2",
+        "--set", "rollout.processor.drop_path=0.5",
+    ]  # fmt: skip
+    r = kill_rerun_and_reference(
+        lambda d: _argv(d, *settings), 6, lambda d: d / "runs" / "mini" / "rollout_no_pretraining"
+    )
+    resumed, killed = r.killed.resumed_from_step, r.killed.killed_after_step
+    assert resumed % 4 == 0 and resumed < killed < 12  # killed between checkpoints
+    for k in r.ref_weights:
+        assert torch.equal(r.got_weights[k], r.ref_weights[k]), k
+
+    def numbers(d: Path) -> dict:
+        """Every result but wall-clock times, paths and whether a stage was reused."""
+        results = _results(d)
+        cond = results["conditions"]["no_pretraining"]
+        training = {k: cond["training"][k] for k in ("steps", "curve")}
+        return {
+            "condition": {**cond, "training": training},
+            "baselines": results["baselines"],
+            "comparison": results["comparison"],
+        }
+
+    assert numbers(r.got_dir) == numbers(r.ref_dir)
+    assert _results(r.got_dir)["conditions"]["no_pretraining"]["training"]["steps"] == 12
 
 
 def test_a_retrained_tokeniser_makes_dependent_rollouts_stale(
