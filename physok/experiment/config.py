@@ -110,8 +110,8 @@ class ExperimentConfig(StageConfigMixin):
         """Embedded generated data at 32², the fast models, equal budgets for every condition.
 
         Sized to finish in under 10 minutes on an idle 2-core CPU (README, "What the fast run
-        found"): tokenisers 200 SOAP steps of batch 8 at lr 3e-3; rollout training 560 AdamW
-        steps of the paper's batch 2 at peak lr 1e-3 in 8 epochs of 70 with the paper's
+        found"): tokenisers 200 SOAP steps of batch 8 at lr 3e-3; rollout training 480 AdamW
+        steps of the paper's batch 2 at peak lr 1e-3 in 8 epochs of 60 with the paper's
         schedule; the delta target, z-score inputs, 16² latents and a tokeniser trained at its
         eval scales (the stage presets; docs/design.md gives the evidence for each choice).
         `literal_fast()` is the same run with the paper's own choices.
@@ -125,12 +125,12 @@ class ExperimentConfig(StageConfigMixin):
                 "ckpt_every": 100,
             },
             rollout={
-                "steps": 560,
+                "steps": 480,
                 "batch_size": 2,
                 "lr": 1e-3,
-                "epoch_steps": 70,
-                "val_every": 70,
-                "ckpt_every": 280,
+                "epoch_steps": 60,
+                "val_every": 120,
+                "ckpt_every": 240,
             },
         )
         return dataclasses.replace(base, **overrides)
