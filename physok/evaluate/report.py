@@ -32,6 +32,17 @@ def _mean_std(entry: dict[str, float | None]) -> str:
     return _num(entry.get("mean")) + ("" if std is None else f" ± {_num(std, 2)}")
 
 
+def _horizon_cells(part: dict[str, Any]) -> str:
+    """"1-2: 0.1 ± 0.01  3-6: ..." from a rollout summary's horizons and their spread (results
+    written before the spread was kept show the means alone)."""
+    spread = part.get("horizon_spread", {})
+    cells = []
+    for h, v in part["horizons"].items():
+        sem = spread.get(h, {}).get("sem")
+        cells.append(f"{h}: {_num(v)}" + ("" if sem is None else f" ± {_num(sem, 2)}"))
+    return "  ".join(cells)
+
+
 def format_table(result: dict[str, Any]) -> str:
     """A few readable lines: next-frame VRMSE and NEPS (mean ± std over subsets), the_well
     NMSE, and the rollout VRMSE by horizon."""
@@ -55,13 +66,15 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"  persistence NEPS {cells}")
     ro = result.get("rollout")
     if ro is not None:
-        lines.append(f"rollout ({ro['split']}, {ro['steps']} steps, {ro['windows']} windows):")
-        cells = "  ".join(f"{h}: {_num(v)}" for h, v in ro["horizons"].items())
-        lines.append(f"  VRMSE by horizon {cells}")
-        ref = ro.get("persistence")
-        if ref is not None:
-            cells = "  ".join(f"{h}: {_num(v)}" for h, v in ref["horizons"].items())
-            lines.append(f"  persistence      {cells}")
+        lines.append(
+            f"rollout ({ro['split']}, {ro['steps']} steps, {ro['windows']} windows; "
+            "VRMSE by horizon ± standard error over the windows):"
+        )
+        lines.append(f"  model            {_horizon_cells(ro)}")
+        for key, title in (("persistence", "persistence"), ("linear_extrapolation", "linear")):
+            ref = ro.get(key)
+            if ref is not None:
+                lines.append(f"  {title:<16} {_horizon_cells(ref)}")
     for part in (nf, ro):
         for note in (part or {}).get("notes", []):
             lines.append(f"note: {note}")
