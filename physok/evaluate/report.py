@@ -66,9 +66,10 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append(f"  persistence NEPS {cells}")
     ro = result.get("rollout")
     if ro is not None:
+        spread = " ± standard error over the windows" if ro.get("horizon_spread") else ""
         lines.append(
             f"rollout ({ro['split']}, {ro['steps']} steps, {ro['windows']} windows; "
-            "VRMSE by horizon ± standard error over the windows):"
+            f"VRMSE by horizon{spread}):"
         )
         lines.append(f"  model            {_horizon_cells(ro)}")
         for key, title in (("persistence", "persistence"), ("linear_extrapolation", "linear")):
