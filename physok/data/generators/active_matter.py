@@ -63,7 +63,14 @@ eigenvalue of D (>= 0 for psi >= 0) reaches +0.05 (alpha = -1), -0.07 (alpha = -
 -0.24 (alpha = -5); 32 angles at 32x32 (-0.18 for alpha = -5) or 64x64 at 16 angles (-0.16 for
 alpha = -3, against -0.17 at 32x32) barely change it: the strongly aligned distributions (mean
 order 0.85) need both finer angles and a finer grid. At zeta = 3 a 32x32 grid with 16 angles
-fails outright (the order parameter exceeds 1), so ask for finer grids there.
+fails outright (the order parameter exceeds 1), so ask for finer grids there. The solver refuses
+a grid whose cutoff k_c = (2 pi / L) floor(N / 3) leaves modes growing faster than
+MAX_GROWTH_AT_CUTOFF = 1 (per unit time): sigma(k_c) = sigma(0) - dT k_c^2 > 1. Measured over
+t in [0, 10], one trajectory, 16 angles: alpha = -5, zeta = 1 at 24x24 (sigma(k_c) = 0.77) stays
+bounded (mean order 0.85 at t = 10, smallest D eigenvalue -0.34), while alpha = -1, zeta = 3 at
+32x32 (sigma(k_c) = 1.33) blows up (mean order 7.9, smallest D eigenvalue -11.6). The threshold
+is a lead from those two runs, not a convergence criterion: passing it does not make a coarse
+grid converged.
 """
 
 from __future__ import annotations
@@ -96,6 +103,23 @@ IC_AMPLITUDE = 0.1
 # The 2/3 rule keeps mode numbers <= N/3: 24 points are the fewest that hold every initial mode
 # (a coarser grid would drop some trajectories' whole perturbation and leave them isotropic).
 MIN_RESOLUTION = 3 * IC_MAX_MODE
+# Largest linear growth rate allowed at the grid's cutoff wavenumber (module docstring).
+MAX_GROWTH_AT_CUTOFF = 1.0
+
+
+def isotropic_growth_rate(alpha: float, beta: float, zeta: float, k: float) -> float:
+    """Linear growth rate of a shear-mode perturbation of wavenumber k of the isotropic state."""
+    sigma0 = zeta - (alpha - zeta * beta / 2.0) / (4.0 + beta / 2.0) - 4.0 * ROTATIONAL_DIFFUSION
+    return sigma0 - TRANSLATIONAL_DIFFUSION * k**2
+
+
+def min_resolution_for(alpha: float, beta: float, zeta: float) -> int:
+    """The smallest even N whose N x N grid keeps sigma(k_c) <= MAX_GROWTH_AT_CUTOFF (>= 24)."""
+    excess = isotropic_growth_rate(alpha, beta, zeta, 0.0) - MAX_GROWTH_AT_CUTOFF
+    if excess <= 0.0:
+        return MIN_RESOLUTION
+    modes = math.ceil(LENGTH / (2.0 * math.pi) * math.sqrt(excess / TRANSLATIONAL_DIFFUSION))
+    return max(MIN_RESOLUTION, 3 * modes + (3 * modes) % 2)
 
 
 def _initial_distribution(
@@ -281,6 +305,16 @@ def simulate_active_matter(req: SimulationRequest) -> WellTrajectories:
         raise ValueError(
             f"{DATASET_NAME}: resolution must be square (the box is {LENGTH:g} x {LENGTH:g}), "
             f"got {nx}x{ny}"
+        )
+    k_cutoff = 2.0 * math.pi / LENGTH * (nx // 3)
+    if isotropic_growth_rate(alpha, beta, zeta, k_cutoff) > MAX_GROWTH_AT_CUTOFF:
+        need = min_resolution_for(alpha, beta, zeta)
+        raise ValueError(
+            f"{DATASET_NAME}: resolution {nx}x{nx} is too coarse for alpha = {alpha:g}, "
+            f"beta = {beta:g}, zeta = {zeta:g}: modes at its cutoff wavenumber still grow at "
+            f"{isotropic_growth_rate(alpha, beta, zeta, k_cutoff):.2f} per unit time (at most "
+            f"{MAX_GROWTH_AT_CUTOFF:g}) and the solution blows up; use a resolution of at least "
+            f"{need}x{need}, or a smaller zeta or |alpha|"
         )
     shape = (nx, nx)
     x = np.arange(nx) * (LENGTH / nx)  # the real grid starts at 0

@@ -171,12 +171,34 @@ def test_deterministic_per_seed() -> None:
         ({"parameters": {"beta": -0.5}}, "beta"),
         ({"parameters": {"gamma": 1.0}}, "unknown parameter"),
         ({"n_steps": 1}, "n_steps"),
+        (
+            {"resolution": (32, 32), "parameters": {"alpha": -1.0, "zeta": 3.0}},
+            r"resolution 32x32 is too coarse for alpha = -1, beta = 0.8, zeta = 3: .* at least "
+            r"34x34",
+        ),
     ],
 )
 def test_bad_options_name_the_option(kwargs: dict, match: str) -> None:
     base = {"n_trajectories": 1, "resolution": RES, "n_steps": 3, "seed": 0}
     with pytest.raises(ValueError, match=match):
         simulate_active_matter(SimulationRequest(**{**base, **kwargs}))
+
+
+def test_grid_guard_accepts_the_embedded_sets_and_sizes_the_real_ones() -> None:
+    """The embedded sets run at the smallest grid; a suggested grid resolves its set."""
+    for p in PARAMETER_SETS:
+        assert active_matter.min_resolution_for(p["alpha"], p["beta"], p["zeta"]) == RES[0]
+    for p in active_matter.REAL_PARAMETER_SETS:
+        n = active_matter.min_resolution_for(p["alpha"], p["beta"], p["zeta"])
+        k_c = 2 * np.pi / LENGTH * (n // 3)
+        growth = active_matter.isotropic_growth_rate(p["alpha"], p["beta"], p["zeta"], k_c)
+        coarser = 2 * np.pi / LENGTH * ((n - 2) // 3)
+        assert n % 2 == 0 and growth <= active_matter.MAX_GROWTH_AT_CUTOFF
+        if n > RES[0]:  # the next even size down would not
+            assert active_matter.isotropic_growth_rate(
+                p["alpha"], p["beta"], p["zeta"], coarser
+            ) > active_matter.MAX_GROWTH_AT_CUTOFF
+        assert n <= 256  # the real data's grid resolves every real set
 
 
 def test_generation_rejects_an_unsupported_resolution_by_name(tmp_path: Path) -> None:
