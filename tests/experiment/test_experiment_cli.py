@@ -490,6 +490,43 @@ def test_damaged_checkpoints_are_named_and_retrained(
         ck.verify_checkpoint(ck.latest_checkpoint(run / stage))  # intact again
 
 
+def test_a_damaged_tokeniser_retrained_to_the_same_weights_keeps_its_rollout_runs(
+    mini_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Training is deterministic, so the retrained tokeniser equals the damaged one's record
+    and the rollout runs trained from it stay valid (reused, not refused as stale)."""
+    run = _copy_runs(mini_run, tmp_path)
+    tok = ck.latest_checkpoint(run / "tokeniser_in_domain")
+    _flip_a_byte(tok / ck.MODEL_FILE)
+    assert main(_argv_at(mini_run, tmp_path / "runs")) == 0
+    out = capsys.readouterr().out
+    assert str(tok / ck.MODEL_FILE) in out
+    assert "the retrained weights equal the damaged run's" in out
+    results = json.loads((run / "results.json").read_text())
+    for name in ("in_domain_trainable", "in_domain_frozen"):
+        assert results["conditions"][name]["training"]["reused"]
+    ck.verify_checkpoint(ck.latest_checkpoint(run / "tokeniser_in_domain"))
+
+
+def test_a_damaged_tokeniser_retrained_to_other_weights_refuses_its_stale_rollout_runs(
+    mini_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The damaged run recorded other weights than the retrained ones (its recorded hash is
+    changed here, which also marks it damaged): the rollout runs from it are refused."""
+    run = _copy_runs(mini_run, tmp_path)
+    tok = ck.latest_checkpoint(run / "tokeniser_in_domain")
+    meta = json.loads((tok / ck.CONFIG_FILE).read_text())
+    meta["files"][ck.MODEL_FILE]["sha256"] = "0" * 64
+    (tok / ck.CONFIG_FILE).write_text(json.dumps(meta))
+    assert main(_argv_at(mini_run, tmp_path / "runs")) == 2
+    captured = capsys.readouterr()
+    assert "damaged checkpoint" in captured.out
+    assert "rollout_in_domain_trainable was trained from an earlier in_domain tokeniser" in (
+        captured.err
+    )
+    assert "--force" in captured.err
+
+
 def test_damaged_generated_data_is_refused_then_regenerated_with_force(
     mini_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
