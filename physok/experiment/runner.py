@@ -726,11 +726,24 @@ def evaluate_tokeniser_on_downstream(
 
 
 # ---- 5. outputs -------------------------------------------------------------------------------
+def cpu_model_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU's model name ("AMD EPYC", "Intel(R) Xeon(R) ..."): step times differ between
+    CPUs by 1.5x and more, so the report names the one it ran on. The architecture when unknown."""
+    try:
+        with open(cpuinfo) as f:  # Linux; platform.processor() is only "x86_64" there
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device, world_size: int) -> dict[str, Any]:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+        name = f"{cpu_model_name()} ({torch.get_num_threads()} threads)"
     return {
         "device": device.type,
         "device_name": name,
