@@ -112,8 +112,8 @@ class ExperimentConfig(StageConfigMixin):
         Sized to finish in under 10 minutes on the slowest idle 2-core CPU measured (README,
         "What the fast run found"): tokenisers 150 SOAP steps of batch 8 at lr 3e-3; rollout
         training 240 AdamW steps of the paper's batch 2 at peak lr 2e-3 in 8 epochs of 30 with
-        the paper's schedule; the delta target, z-score inputs, 16² latents and a tokeniser trained at its
-        eval scales (the stage presets; docs/design.md gives the evidence for each choice).
+        the paper's schedule; the delta target, z-score inputs, 16² latents and a tokeniser
+        trained at its eval scales (the stage presets; docs/design.md gives the evidence).
         `literal_fast()` is the same run with the paper's own choices.
         """
         base = cls(
