@@ -240,7 +240,10 @@ def save_model_dir(
         tmp = path.parent / f"{_TMP_PREFIX}{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir()
         try:
-            save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt", "kind": kind})
+            # One metadata key: safetensors writes its metadata map in a random order per save
+            # (safetensors issue #584), so two keys made identical weights hash differently in
+            # about half of the saves, and reuse compares these hashes.
+            save_file(state, str(tmp / MODEL_FILE), metadata={"format": "pt"})
             _fsync_path(tmp / MODEL_FILE)
             files = [MODEL_FILE]
             if train_state is not None:

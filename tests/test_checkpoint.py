@@ -343,3 +343,16 @@ def test_verify_checkpoint_catches_a_flipped_byte_and_set_aside_moves_it(tmp_pat
     with pytest.raises(CheckpointError) as e:
         ck.verify_checkpoint(tmp_path, kind="rollout")
     assert not isinstance(e.value, ck.DamagedCheckpointError)
+
+
+def test_identical_weights_give_identical_files_and_hashes(tmp_path: Path) -> None:
+    """Reuse decides "retrained to the same weights" by the recorded SHA-256, so the model file
+    must be a function of the weights alone. With two safetensors metadata keys the map's random
+    write order made half of the saves differ; 16 saves would all agree only by 1-in-30,000 luck."""
+    model = _model()
+    hashes = set()
+    for i in range(16):
+        path = _save(tmp_path / f"run{i}", 1, model)
+        meta = json.loads((path / ck.CONFIG_FILE).read_text())
+        hashes.add(meta["files"][ck.MODEL_FILE]["sha256"])
+    assert len(hashes) == 1
