@@ -113,6 +113,11 @@ def isotropic_growth_rate(alpha: float, beta: float, zeta: float, k: float) -> f
     return sigma0 - TRANSLATIONAL_DIFFUSION * k**2
 
 
+def cutoff_wavenumber(n: int) -> float:
+    """The largest wavenumber an n x n grid keeps under the 2/3 rule: (2 pi / L) floor(n / 3)."""
+    return 2.0 * math.pi / LENGTH * (n // 3)
+
+
 def min_resolution_for(alpha: float, beta: float, zeta: float) -> int:
     """The smallest even N whose N x N grid keeps sigma(k_c) <= MAX_GROWTH_AT_CUTOFF (>= 24)."""
     excess = isotropic_growth_rate(alpha, beta, zeta, 0.0) - MAX_GROWTH_AT_CUTOFF
@@ -306,13 +311,13 @@ def simulate_active_matter(req: SimulationRequest) -> WellTrajectories:
             f"{DATASET_NAME}: resolution must be square (the box is {LENGTH:g} x {LENGTH:g}), "
             f"got {nx}x{ny}"
         )
-    k_cutoff = 2.0 * math.pi / LENGTH * (nx // 3)
-    if isotropic_growth_rate(alpha, beta, zeta, k_cutoff) > MAX_GROWTH_AT_CUTOFF:
+    growth = isotropic_growth_rate(alpha, beta, zeta, cutoff_wavenumber(nx))
+    if growth > MAX_GROWTH_AT_CUTOFF:
         need = min_resolution_for(alpha, beta, zeta)
         raise ValueError(
             f"{DATASET_NAME}: resolution {nx}x{nx} is too coarse for alpha = {alpha:g}, "
             f"beta = {beta:g}, zeta = {zeta:g}: modes at its cutoff wavenumber still grow at "
-            f"{isotropic_growth_rate(alpha, beta, zeta, k_cutoff):.2f} per unit time (at most "
+            f"{growth:.2f} per unit time (at most "
             f"{MAX_GROWTH_AT_CUTOFF:g}) and the solution blows up; use a resolution of at least "
             f"{need}x{need}, or a smaller zeta or |alpha|"
         )
