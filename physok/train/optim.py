@@ -69,7 +69,9 @@ def build_soap(
 
     `compile=None` compiles heavyball's kernels only when the parameters live on CUDA (see the
     module docstring: this sets a process-wide heavyball global). `precondition_frequency` 10 is
-    the SOAP reference's default: eigenbases are refreshed every 10 steps.
+    the SOAP reference's default: eigenbases are refreshed every 10 steps. A weight dimension
+    longer than `max_precond_dim` gets no eigenbasis (heavyball leaves it unrotated: Adam's
+    diagonal scaling along it), which bounds the cost of the largest weights.
     """
     params = list(params)
     _check_common(lr, tuple(betas), weight_decay)
@@ -97,11 +99,15 @@ def build_adamw(
     eps: float = 1e-10,
     fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """torch AdamW with the rollout defaults (Walrus: wd 1e-4, eps 1e-10); fused on CUDA."""
+    """torch AdamW with the rollout defaults (Walrus: wd 1e-4, eps 1e-10), fused by default.
+
+    torch's fused kernel runs on CPU and CUDA. On the fast experiment's rollout model (2-core CPU)
+    the optimiser step fell from ~10 ms to ~1 ms, about 5% of a training step.
+    """
     params = list(params)
     _check_common(lr, tuple(betas), weight_decay)
     if fused is None:
-        fused = _params_device(params).type == "cuda"
+        fused = _params_device(params).type in ("cpu", "cuda")
     return torch.optim.AdamW(
         params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps, fused=fused
     )
@@ -118,10 +124,14 @@ def build_optimizer(
     betas: tuple[float, float],
     weight_decay: float,
     compile: bool | None = None,
+    max_precond_dim: int = 2048,
 ) -> torch.optim.Optimizer:
-    """`build_soap` or `build_adamw` by name (the config option `optimizer`)."""
+    """`build_soap` or `build_adamw` by name (the config option `optimizer`);
+    `max_precond_dim` is SOAP's (AdamW has no preconditioner)."""
     if name == "soap":
-        return build_soap(params, lr, betas, weight_decay, compile=compile)
+        return build_soap(
+            params, lr, betas, weight_decay, max_precond_dim=max_precond_dim, compile=compile
+        )
     if name == "adamw":
         return build_adamw(params, lr, betas, weight_decay)
     raise ValueError(f"optimizer must be one of {OPTIMISERS}, got {name!r}")

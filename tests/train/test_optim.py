@@ -69,7 +69,7 @@ def test_adamw_defaults_and_round_trip() -> None:
     opt = optim.build_adamw(a.parameters())
     group = opt.param_groups[0]
     assert group["lr"] == 2e-4 and group["eps"] == 1e-10 and group["weight_decay"] == 1e-4
-    assert not group["fused"]  # CPU
+    assert group["fused"]  # torch's fused kernel, on CPU too
     _steps(a, opt, 2, seed=0)
     buf = io.BytesIO()
     torch.save(opt.state_dict(), buf)
@@ -77,6 +77,43 @@ def test_adamw_defaults_and_round_trip() -> None:
     opt2 = optim.build_adamw(a.parameters())
     opt2.load_state_dict(torch.load(buf, weights_only=True))
     assert opt2.state_dict()["state"][0]["step"] == 2
+
+
+def _soap_preconditioners(opt: torch.optim.Optimizer) -> list:
+    """The per-dimension preconditioner matrices (None: that dimension is not rotated) of the
+    optimiser's only parameter, wherever heavyball nests them in its state."""
+    found: list = []
+
+    def walk(d: dict) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v)
+            elif "GG" in str(k):
+                found.extend(v)
+
+    walk(next(iter(opt.state.values())))
+    return found
+
+
+def test_soap_max_precond_dim_leaves_longer_dimensions_unrotated() -> None:
+    """A dimension longer than max_precond_dim gets no preconditioner; shorter ones keep theirs
+    (heavyball merges trailing dims while the product fits: 12 x 3 x 2 x 2 is preconditioned
+    as 12 x 12 under a large limit, as 12, 3 and 4 under a limit of 8)."""
+    torch.manual_seed(0)
+    grad = torch.randn(12, 3, 2, 2)
+
+    def shapes(max_dim: int) -> list:
+        w = nn.Parameter(torch.randn(12, 3, 2, 2))
+        opt = optim.build_optimizer(
+            "soap", [w], lr=1e-3, betas=(0.95, 0.95), weight_decay=0.0, max_precond_dim=max_dim
+        )
+        assert opt.param_groups[0]["max_precond_dim"] == max_dim
+        w.grad = grad.clone()
+        opt.step()
+        return [None if g is None else g.shape[-1] for g in _soap_preconditioners(opt)]
+
+    assert shapes(2048) == [12, 12]
+    assert shapes(8) == [None, 3, 4]
 
 
 def test_build_optimizer_by_name_and_bad_options() -> None:

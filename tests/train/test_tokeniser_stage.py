@@ -250,6 +250,10 @@ def test_mismatched_checkpoint_gives_clear_error_on_resume(
     # Asking for another architecture within the same run is refused up front ...
     assert main(cli_args(euler_base, run, "--resume", "--set", "model.channels=[4,8,16]")) == 2
     assert "cannot change within a run" in capsys.readouterr().err
+    # ... as is another SOAP preconditioner limit (it sets the shapes of the saved state) ...
+    assert main(cli_args(euler_base, run, "--resume", "--set", "soap_max_precond_dim=64")) == 2
+    err = capsys.readouterr().err
+    assert "cannot change within a run" in err and "soap_max_precond_dim" in err
     # ... and weights that do not fit the recorded config are reported with the keys.
     cfg_file = run / "checkpoints" / "step_00000002" / "config.json"
     meta = json.loads(cfg_file.read_text())
