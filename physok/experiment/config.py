@@ -110,7 +110,7 @@ class ExperimentConfig(StageConfigMixin):
         """Embedded generated data at 32², the fast models, equal budgets for every condition.
 
         Sized to finish in under 10 minutes on the slowest idle 2-core CPU measured (README,
-        "What the fast run found"): tokenisers 150 SOAP steps of batch 8 at lr 3e-3; rollout
+        "What the fast run found"): tokenisers 250 SOAP steps of batch 8 at lr 3e-3; rollout
         training 240 AdamW steps of the paper's batch 2 at peak lr 2e-3 in 8 epochs of 30 with
         the paper's schedule; the delta target, z-score inputs, 16² latents and a tokeniser
         trained at its eval scales (the stage presets; docs/design.md gives the evidence).
@@ -118,11 +118,11 @@ class ExperimentConfig(StageConfigMixin):
         """
         base = cls(
             tokeniser={
-                "steps": 150,
+                "steps": 250,
                 "batch_size": 8,
                 "lr": 3e-3,
                 "val_every": 50,
-                "ckpt_every": 75,
+                "ckpt_every": 125,
             },
             rollout={
                 "steps": 240,
