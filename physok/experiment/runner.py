@@ -951,7 +951,8 @@ def _summary_numbers(entry: dict, seeds: bool) -> tuple[Any, dict, dict]:
     across = entry.get("across_seeds")
     if seeds and across:
         hz = {h: v.get("mean") for h, v in (across.get("horizons") or {}).items()}
-        return across["vrmse"]["mean"], neps, hz
+        neps_seeds = {r: (v or {}).get("mean") for r, v in (across.get("neps") or {}).items()}
+        return across["vrmse"]["mean"], neps_seeds or neps, hz
     return (nf.get("vrmse") or {}).get("mean"), neps, ro.get("horizons") or {}
 
 

@@ -111,3 +111,38 @@ def test_one_seed_report_says_the_spread_is_over_subsets(results: dict) -> None:
     text = render_report(results)  # schema 1: no seeds, persistence inside the conditions
     assert "over validation subsets" in text and "--seeds 3" in text
     assert "Persistence (repeat the last context frame)" in text
+
+
+def test_printed_summary_gives_across_seed_means_for_every_column(capsys) -> None:
+    """With several seeds the end-of-run table shows the means across seeds, NEPS included
+    (not seed 0's values under a "means over seeds" heading)."""
+    from pathlib import Path
+
+    from physok.experiment.runner import ExperimentOutcome, _summary_numbers, print_summary
+
+    seed_neps = {0: 0.1, 1: 0.3, 2: 0.5}
+    summaries = {
+        s: {"vrmse": 0.2 + s, "neps": {"low": v}, "horizons": {"1-2": 1.0 + s}}
+        for s, v in seed_neps.items()
+    }
+    entry = {
+        "label": "In-domain, trainable",
+        "next_frame": {"vrmse": {"mean": 0.2}, "neps": {"low": {"mean": 0.1}}},
+        "rollout": {"horizons": {"1-2": 1.0}},
+        "across_seeds": across_seeds(summaries),
+    }
+    vrmse, neps, horizons = _summary_numbers(entry, seeds=True)
+    assert vrmse == pytest.approx(1.2) and horizons["1-2"] == pytest.approx(2.0)
+    assert neps["low"] == pytest.approx(0.3)
+    assert _summary_numbers(entry, seeds=False)[1]["low"] == pytest.approx(0.1)
+    results = {
+        "name": "fast",
+        "seeds": [0, 1, 2],
+        "total_wall_clock_s": 1.0,
+        "conditions": {"in_domain_trainable": entry},
+        "comparison": {},
+    }
+    out = ExperimentOutcome(results, Path("runs/fast"), Path("r.json"), Path("r.md"), {})
+    print_summary(results, out)
+    row = next(line for line in capsys.readouterr().out.splitlines() if "In-domain" in line)
+    assert row.split()[2:4] == ["1.200", "0.3"]  # VRMSE, NEPS low
