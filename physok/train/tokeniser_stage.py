@@ -104,7 +104,7 @@ class TokeniserTrainConfig(StageConfigMixin):
 
         SOAP skips eigenbases of dimensions over 512: in the fast tokeniser that is only the
         1,024 output channels of the deepest depth-to-space upsampler (32 channels x the largest
-        2x4x4 expansion), whose 1024² rotation was most of a CPU step. Measured
+        2x4x4 expansion), whose 1024² rotation was most of SOAP's 62% of a CPU step. Measured
         (docs/design.md, "Fitting the 10-minute budget"): steps 1.7x faster, validation
         reconstruction after 150 steps 0.38 against 0.41 with every dimension preconditioned.
         """

@@ -112,8 +112,9 @@ def test_soap_max_precond_dim_leaves_longer_dimensions_unrotated() -> None:
         opt.step()
         return [None if g is None else g.shape[-1] for g in _soap_preconditioners(opt)]
 
-    assert shapes(2048) == [12, 12]
-    assert shapes(8) == [None, 3, 4]
+    assert None not in shapes(2048)  # every dimension rotated ([12, 12] with heavyball 3.2)
+    limited = shapes(8)  # [None, 3, 4] with heavyball 3.2
+    assert limited[0] is None and all(g is not None and g <= 8 for g in limited[1:])
 
 
 def test_build_optimizer_by_name_and_bad_options() -> None:
