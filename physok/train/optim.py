@@ -23,6 +23,9 @@ _HEAVYBALL_DEFAULT_COMPILE_MODE = heavyball.utils.compile_mode or "max-autotune-
 
 ParamsT = Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]
 
+# heavyball's own default limit for SOAP's per-dimension eigenbases (the paper preset keeps it).
+SOAP_MAX_PRECOND_DIM = 2048
+
 
 def set_heavyball_compile(enabled: bool) -> None:
     """Process-wide switch for heavyball's torch.compile of optimiser kernels.
@@ -62,7 +65,7 @@ def build_soap(
     *,
     eps: float = 1e-8,
     precondition_frequency: int = 10,
-    max_precond_dim: int = 2048,
+    max_precond_dim: int = SOAP_MAX_PRECOND_DIM,
     compile: bool | None = None,
 ) -> heavyball.SOAP:
     """heavyball's SOAP (Vyas et al. 2024) with the tokeniser-pretraining defaults.
@@ -124,7 +127,7 @@ def build_optimizer(
     betas: tuple[float, float],
     weight_decay: float,
     compile: bool | None = None,
-    max_precond_dim: int = 2048,
+    max_precond_dim: int = SOAP_MAX_PRECOND_DIM,
 ) -> torch.optim.Optimizer:
     """`build_soap` or `build_adamw` by name (the config option `optimizer`);
     `max_precond_dim` is SOAP's (AdamW has no preconditioner)."""

@@ -51,7 +51,7 @@ from physok.train.common import (
 )
 from physok.train.config_overrides import ConfigError
 from physok.train.distributed import DistContext
-from physok.train.optim import OPTIMISERS, build_optimizer
+from physok.train.optim import OPTIMISERS, SOAP_MAX_PRECOND_DIM, build_optimizer
 from physok.train.throughput import StepFlops, mfu, peak_flops
 
 CHECKPOINT_KIND = "tokeniser"
@@ -76,7 +76,7 @@ class TokeniserTrainConfig(StageConfigMixin):
     # optimisation
     optimizer: str = "soap"
     # SOAP: weight dimensions longer than this get no eigenbasis (physok.train.optim.build_soap)
-    soap_max_precond_dim: int = 2048
+    soap_max_precond_dim: int = SOAP_MAX_PRECOND_DIM
     lr: float = 1e-3  # constant (DESIGN §5, our choice)
     betas: tuple[float, float] = (0.95, 0.95)
     weight_decay: float = 0.01

@@ -4,11 +4,17 @@ on synthetic results (tests/experiment/conftest.py) extended to schema 2."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
 from physok.experiment.report import compare, render_report
-from physok.experiment.runner import across_seeds
+from physok.experiment.runner import (
+    ExperimentOutcome,
+    _summary_numbers,
+    across_seeds,
+    print_summary,
+)
 
 
 def _with_seeds(results: dict, per_seed: dict[str, list[float]]) -> dict:
@@ -116,10 +122,6 @@ def test_one_seed_report_says_the_spread_is_over_subsets(results: dict) -> None:
 def test_printed_summary_gives_across_seed_means_for_every_column(capsys) -> None:
     """With several seeds the end-of-run table shows the means across seeds, NEPS included
     (not seed 0's values under a "means over seeds" heading)."""
-    from pathlib import Path
-
-    from physok.experiment.runner import ExperimentOutcome, _summary_numbers, print_summary
-
     seed_neps = {0: 0.1, 1: 0.3, 2: 0.5}
     summaries = {
         s: {"vrmse": 0.2 + s, "neps": {"low": v}, "horizons": {"1-2": 1.0 + s}}
